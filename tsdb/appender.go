@@ -1,0 +1,225 @@
+package tsdb
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
+	"github.com/prometheus/prometheus/storage"
+
+	"github.com/immune-dev/immune/tsdb/internal/keys"
+)
+
+// Appender returns an appender collecting samples until Commit, which makes
+// them durable (synced) in one Pebble batch before returning.
+func (db *DB) Appender(ctx context.Context) storage.Appender {
+	return &appender{db: db, ctx: ctx}
+}
+
+type appender struct {
+	db       *DB
+	ctx      context.Context
+	series   map[storage.SeriesRef]*memSeries // referenced by this appender
+	samples  []walSample
+	postings []seriesDay
+	metadata []metadataUpdate
+	encBuf   []byte
+}
+
+type seriesDay struct {
+	s   *memSeries
+	day uint32
+}
+
+// Append adds a float sample. Samples older than the series' newest by
+// more than the out-of-order window are rejected with
+// storage.ErrTooOldSample; negative timestamps and those older than the
+// retention with storage.ErrOutOfBounds.
+func (a *appender) Append(ref storage.SeriesRef, ls labels.Labels, t int64, v float64) (storage.SeriesRef, error) {
+	db := a.db
+	if t < 0 || t > db.maxTime() || t < db.opts.Now().Add(-db.opts.Retention).UnixMilli() {
+		return 0, storage.ErrOutOfBounds
+	}
+	s, err := a.seriesFor(ref, ls)
+	if err != nil {
+		return 0, err
+	}
+	day := dayOf(t)
+	s.mu.Lock()
+	tooOld := s.mu.maxT != minTime && t < s.mu.maxT-db.opts.OutOfOrderWindow.Milliseconds()
+	needPostings := !tooOld && !s.dayIndexedLocked(day)
+	s.mu.Unlock()
+	if tooOld {
+		return storage.SeriesRef(s.id), storage.ErrTooOldSample
+	}
+	if needPostings {
+		a.postings = append(a.postings, seriesDay{s, day})
+	}
+	a.samples = append(a.samples, walSample{id: s.id, t: t, v: v})
+	return storage.SeriesRef(s.id), nil
+}
+
+// seriesFor returns the head series for ref or, when ref is unknown to this
+// appender, for ls, creating it if needed.
+func (a *appender) seriesFor(ref storage.SeriesRef, ls labels.Labels) (*memSeries, error) {
+	if s, ok := a.series[ref]; ok && ref != 0 {
+		return s, nil
+	}
+	if _, dup := ls.HasDuplicateLabelNames(); dup || ls.IsEmpty() || ls.Has("") {
+		return nil, fmt.Errorf("%w: %s", ErrInvalidLabels, ls)
+	}
+	s, err := a.db.head.lookupOrAdd(ls, func() (*memSeries, error) {
+		enc := encodeLabels(nil, ls)
+		id, found, err := a.db.lookupSeriesID(stableHash(enc), enc)
+		if err != nil {
+			return nil, fmt.Errorf("look up series: %w", err)
+		}
+		if !found {
+			id = a.db.nextID.Add(1)
+		}
+		return newMemSeries(id, ls, found), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if a.series == nil {
+		a.series = map[storage.SeriesRef]*memSeries{}
+	}
+	if prev, ok := a.series[storage.SeriesRef(s.id)]; ok {
+		s.refs.Add(-1) // already referenced by this appender
+		return prev, nil
+	}
+	a.series[storage.SeriesRef(s.id)] = s
+	return s, nil
+}
+
+// Commit writes the samples, any new series and postings, and metadata in
+// one synced Pebble batch, then applies the samples to the head.
+func (a *appender) Commit() error {
+	defer a.release()
+	db := a.db
+	if len(a.samples) == 0 && len(a.metadata) == 0 {
+		return nil
+	}
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	if err := db.fatalErr(); err != nil {
+		return fmt.Errorf("tsdb: refusing writes: %w", err)
+	}
+	if err := a.ctx.Err(); err != nil {
+		return err
+	}
+	batch := db.pdb.NewBatch()
+	defer batch.Close()
+	for _, s := range a.series {
+		if !s.persisted.Load() {
+			a.encBuf = encodeLabels(a.encBuf[:0], s.lset)
+			if err := batch.Set(keys.SeriesKey(stableHash(a.encBuf), s.id), a.encBuf, nil); err != nil {
+				return err
+			}
+			if err := batch.Set(keys.SeriesID(s.id), a.encBuf, nil); err != nil {
+				return err
+			}
+		}
+	}
+	var kb []byte
+	for _, p := range a.postings {
+		kb = keys.Postings(kb[:0], p.day, "", "", p.s.id) // all-series postings
+		if err := batch.Set(kb, nil, nil); err != nil {
+			return err
+		}
+		var err error
+		p.s.lset.Range(func(l labels.Label) {
+			if err == nil {
+				kb = keys.Postings(kb[:0], p.day, l.Name, l.Value, p.s.id)
+				err = batch.Set(kb, nil, nil)
+			}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if err := db.meta.stage(batch, a.metadata); err != nil {
+		return err
+	}
+
+	db.applyMu.RLock()
+	defer db.applyMu.RUnlock()
+	if len(a.samples) > 0 {
+		a.encBuf = appendWALRecord(a.encBuf[:0], a.samples)
+		if err := batch.Set(keys.WAL(db.seq.Add(1)), a.encBuf, nil); err != nil {
+			return err
+		}
+	}
+	if err := batch.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	db.meta.apply(a.metadata)
+	for _, s := range a.series {
+		s.persisted.Store(true)
+	}
+	for _, p := range a.postings {
+		p.s.mu.Lock()
+		p.s.markDayLocked(p.day)
+		p.s.mu.Unlock()
+	}
+	for _, smp := range a.samples {
+		if err := db.applySample(a.series[storage.SeriesRef(smp.id)], smp.t, smp.v); err != nil {
+			// The samples are durable in the WAL; the head is not. Stop
+			// accepting writes so the WAL is kept for the next start.
+			db.setFatal(err)
+			return fmt.Errorf("apply committed samples: %w", err)
+		}
+	}
+	return nil
+}
+
+// Rollback discards the appender's samples.
+func (a *appender) Rollback() error {
+	a.release()
+	return nil
+}
+
+func (a *appender) release() {
+	for _, s := range a.series {
+		s.refs.Add(-1)
+	}
+	a.series, a.samples, a.postings, a.metadata = nil, nil, nil, nil
+}
+
+// SetOptions is a no-op: the DB has no per-appender options.
+func (a *appender) SetOptions(*storage.AppendOptions) {}
+
+// AppendExemplar drops exemplars: they are not stored.
+func (a *appender) AppendExemplar(ref storage.SeriesRef, _ labels.Labels, _ exemplar.Exemplar) (storage.SeriesRef, error) {
+	return ref, storage.ErrExemplarsDisabled
+}
+
+// AppendHistogram rejects native histograms, which are not stored.
+func (a *appender) AppendHistogram(ref storage.SeriesRef, _ labels.Labels, _ int64, _ *histogram.Histogram, _ *histogram.FloatHistogram) (storage.SeriesRef, error) {
+	return ref, ErrHistogramsUnsupported
+}
+
+// AppendHistogramSTZeroSample rejects native histograms, which are not stored.
+func (a *appender) AppendHistogramSTZeroSample(ref storage.SeriesRef, _ labels.Labels, _, _ int64, _ *histogram.Histogram, _ *histogram.FloatHistogram) (storage.SeriesRef, error) {
+	return ref, ErrHistogramsUnsupported
+}
+
+// AppendSTZeroSample ignores start-timestamp zero samples: start timestamps
+// are not stored, and a synthetic zero would change rate() results.
+func (a *appender) AppendSTZeroSample(ref storage.SeriesRef, _ labels.Labels, _, _ int64) (storage.SeriesRef, error) {
+	return ref, nil
+}
+
+// UpdateMetadata records the metadata of the series' metric family.
+func (a *appender) UpdateMetadata(ref storage.SeriesRef, ls labels.Labels, m metadata.Metadata) (storage.SeriesRef, error) {
+	if family := metricFamily(ls.Get(labels.MetricName), m); family != "" && a.db.meta.changed(family, m) {
+		a.metadata = append(a.metadata, metadataUpdate{family, m})
+	}
+	return ref, nil
+}

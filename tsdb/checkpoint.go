@@ -1,0 +1,147 @@
+package tsdb
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/immune-dev/immune/tsdb/internal/keys"
+)
+
+// checkpointBatchBytes is the size at which a checkpoint commits a batch
+// of chunk writes and starts another, bounding its memory.
+const checkpointBatchBytes = 4 << 20
+
+// Checkpoint writes every changed head bucket to Pebble, deletes the WAL
+// records they cover, and drops from the head the buckets that can no
+// longer receive samples. It runs periodically and at Close; calling it
+// directly is safe.
+//
+// Correctness rests on one order: (1) note the highest WAL sequence number
+// whose samples are all in the head, (2) write the head buckets, which hold
+// at least those samples, (3) delete the WAL up to that number in a synced
+// batch, (4) only then drop written buckets from the head. A crash between
+// any two steps leaves every acknowledged sample in Pebble chunks or in the
+// WAL, and replaying a sample that is already in a chunk is idempotent.
+func (db *DB) Checkpoint() error {
+	db.checkpointMu.Lock()
+	defer db.checkpointMu.Unlock()
+	if err := db.fatalErr(); err != nil {
+		return fmt.Errorf("checkpoint skipped, WAL kept: %w", err)
+	}
+	start := time.Now()
+
+	db.applyMu.Lock()
+	covered := db.seq.Load()
+	db.applyMu.Unlock()
+
+	now := db.opts.Now().UnixMilli()
+	oooMs := db.opts.OutOfOrderWindow.Milliseconds()
+	type done struct {
+		s *memSeries
+		b *headBucket
+	}
+	var (
+		closed  []done
+		written int
+		batch   = db.pdb.NewBatch()
+	)
+	defer func() { batch.Close() }()
+	for _, s := range db.head.all() {
+		s.mu.Lock()
+		for _, b := range s.mu.buckets {
+			end := int64(b.idx+1) * db.bucketMs
+			// A bucket is complete once no acceptable sample can fall in it:
+			// the series has moved past it by the out-of-order window, or,
+			// for a series that stopped, the clock has.
+			complete := end+oooMs <= s.mu.maxT || end+oooMs <= now
+			if complete && b.needsCompaction() {
+				if err := b.compact(); err != nil {
+					s.mu.Unlock()
+					return fmt.Errorf("compact bucket %d of series %d: %w", b.idx, s.id, err)
+				}
+			}
+			if b.dirty {
+				val, err := b.bytes()
+				if err != nil {
+					s.mu.Unlock()
+					return fmt.Errorf("encode bucket %d of series %d: %w", b.idx, s.id, err)
+				}
+				if err := batch.Set(keys.Chunk(b.idx, s.id), val, nil); err != nil {
+					s.mu.Unlock()
+					return err
+				}
+				b.dirty = false
+				written++
+			}
+			if complete {
+				closed = append(closed, done{s, b})
+			}
+		}
+		s.mu.Unlock()
+		if batch.Len() >= checkpointBatchBytes {
+			if err := batch.Commit(pebble.NoSync); err != nil {
+				return fmt.Errorf("checkpoint chunks: %w", err)
+			}
+			batch.Close()
+			batch = db.pdb.NewBatch()
+		}
+	}
+	// The synced commit also makes the unsynced chunk batches before it
+	// durable: Pebble's WAL is one ordered log.
+	if err := batch.DeleteRange(keys.WAL(0), keys.WAL(covered+1), nil); err != nil {
+		return err
+	}
+	if err := batch.Set(keys.Meta(metaWALCheckpoint), binary.BigEndian.AppendUint64(nil, covered), nil); err != nil {
+		return err
+	}
+	if err := batch.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("checkpoint commit: %w", err)
+	}
+
+	dropped := 0
+	for _, d := range closed {
+		d.s.mu.Lock()
+		// A sample that arrived since the write keeps the bucket in the
+		// head until the next checkpoint writes it.
+		if !d.b.dirty {
+			d.s.removeBucketLocked(d.b)
+		}
+		d.s.mu.Unlock()
+	}
+	for _, d := range closed {
+		if db.head.gc(d.s) {
+			dropped++
+		}
+	}
+	db.log.Debug("checkpoint", "walSeq", covered, "bucketsWritten", written, "bucketsClosed", len(closed),
+		"seriesDropped", dropped, "duration", time.Since(start))
+	return nil
+}
+
+// applyRetention deletes the chunk buckets and index days that lie wholly
+// before now minus the retention, with range deletions.
+func (db *DB) applyRetention() {
+	cutoff := db.opts.Now().Add(-db.opts.Retention).UnixMilli()
+	if cutoff <= 0 {
+		return
+	}
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	lastBucket := uint32(cutoff / db.bucketMs) // buckets before it end at or before cutoff
+	lastDay := uint32(cutoff / dayMillis)
+	err := b.DeleteRange(keys.ChunkBucketPrefix(0), keys.ChunkBucketPrefix(lastBucket), nil)
+	if err == nil {
+		err = b.DeleteRange(keys.PostingsDayPrefix(0), keys.PostingsDayPrefix(lastDay), nil)
+	}
+	if err == nil {
+		err = b.Commit(pebble.Sync)
+	}
+	if err != nil {
+		db.log.Error("retention", "err", err)
+		return
+	}
+	db.log.Debug("retention applied", "before", time.UnixMilli(cutoff).UTC())
+}

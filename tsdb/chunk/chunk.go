@@ -1,0 +1,290 @@
+// Package chunk owns the encoding of a series' samples inside one time
+// bucket: a bucket's value is a sequence of frames, each holding one
+// compressed chunk with its time range, so readers can skip frames without
+// decoding them.
+//
+// The sample codec itself sits behind Prometheus' chunkenc.Chunk interface
+// and is named by a one-byte encoding in every frame, so a better codec can
+// be added without rewriting stored data.
+//
+// Frame layout (see tsdb/docs/format.md):
+//
+//	frame    := encoding(1) uvarint(mint) uvarint(maxt-mint) uvarint(len) data
+//	data     := the chunk's bytes, as produced by chunkenc for that encoding
+package chunk
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+)
+
+// DefaultEncoding is the codec used for new frames.
+const DefaultEncoding = chunkenc.EncXOR2
+
+// MaxSamplesPerFrame is how many samples a frame holds before a new one is
+// cut. Larger frames amortise the per-chunk header; smaller ones make seeks
+// cheaper. 480 is two hours at a 15 s scrape interval.
+const MaxSamplesPerFrame = 480
+
+// ErrCorrupt is returned when frame bytes cannot be parsed.
+var ErrCorrupt = errors.New("corrupt chunk frame")
+
+// Frame is one encoded chunk and the time range it covers.
+type Frame struct {
+	Encoding   chunkenc.Encoding
+	MinT, MaxT int64
+	Data       []byte
+}
+
+// AppendFrame appends the encoding of f to dst.
+func AppendFrame(dst []byte, f Frame) []byte {
+	dst = append(dst, byte(f.Encoding))
+	dst = binary.AppendUvarint(dst, uint64(f.MinT))
+	dst = binary.AppendUvarint(dst, uint64(f.MaxT-f.MinT))
+	dst = binary.AppendUvarint(dst, uint64(len(f.Data)))
+	return append(dst, f.Data...)
+}
+
+// ReadFrame decodes the first frame of b and returns it with the rest of b.
+// The frame's Data aliases b.
+func ReadFrame(b []byte) (Frame, []byte, error) {
+	if len(b) < 4 {
+		return Frame{}, nil, ErrCorrupt
+	}
+	f := Frame{Encoding: chunkenc.Encoding(b[0])}
+	b = b[1:]
+	mint, n := binary.Uvarint(b)
+	if n <= 0 || mint > math.MaxInt64 {
+		return Frame{}, nil, ErrCorrupt
+	}
+	b = b[n:]
+	span, n := binary.Uvarint(b)
+	if n <= 0 || span > math.MaxInt64-mint {
+		return Frame{}, nil, ErrCorrupt
+	}
+	b = b[n:]
+	size, n := binary.Uvarint(b)
+	if n <= 0 || size > uint64(len(b)-n) {
+		return Frame{}, nil, ErrCorrupt
+	}
+	b = b[n:]
+	f.MinT, f.MaxT = int64(mint), int64(mint+span)
+	f.Data = b[:size:size]
+	return f, b[size:], nil
+}
+
+// Builder encodes samples appended in strictly increasing time order into
+// frames. The zero value is not usable; call NewBuilder.
+type Builder struct {
+	enc        chunkenc.Encoding
+	chunk      chunkenc.Chunk
+	app        chunkenc.Appender
+	mint, maxt int64
+	last       float64
+	n          int
+	frames     []byte
+}
+
+// NewBuilder returns a Builder producing frames with encoding enc.
+func NewBuilder(enc chunkenc.Encoding) (*Builder, error) {
+	if _, err := chunkenc.NewEmptyChunk(enc); err != nil || enc == chunkenc.EncNone {
+		return nil, fmt.Errorf("chunk encoding %s: not supported", enc)
+	}
+	return &Builder{enc: enc}, nil
+}
+
+// Append adds one sample. t must be greater than the last appended t.
+func (b *Builder) Append(t int64, v float64) {
+	if b.app == nil || b.n >= MaxSamplesPerFrame {
+		b.cut()
+		c, _ := chunkenc.NewEmptyChunk(b.enc) // encoding checked in NewBuilder
+		app, err := c.Appender()
+		if err != nil {
+			panic(fmt.Sprintf("new appender for empty %s chunk: %v", b.enc, err))
+		}
+		b.chunk, b.app, b.mint, b.n = c, app, t, 0
+	}
+	b.app.Append(0, t, v)
+	b.maxt, b.last = t, v
+	b.n++
+}
+
+// LastValue returns the newest appended value; meaningless before an Append.
+func (b *Builder) LastValue() float64 { return b.last }
+
+// Encoding returns the encoding of the frames the builder makes.
+func (b *Builder) Encoding() chunkenc.Encoding { return b.enc }
+
+// Len returns the number of samples in the open frame.
+func (b *Builder) Len() int { return b.n }
+
+// MaxT returns the newest appended timestamp; meaningless before an Append.
+func (b *Builder) MaxT() int64 { return b.maxt }
+
+// cut seals the open frame, if any.
+func (b *Builder) cut() {
+	if b.n == 0 {
+		return
+	}
+	b.frames = AppendFrame(b.frames, Frame{Encoding: b.enc, MinT: b.mint, MaxT: b.maxt, Data: b.chunk.Bytes()})
+	b.chunk, b.app, b.n = nil, nil, 0
+}
+
+// Sealed returns the frames cut so far, without the open one.
+func (b *Builder) Sealed() []byte { return b.frames }
+
+// AppendTo appends all frames, including the open one, to dst without
+// sealing the open frame, so the builder can keep appending.
+func (b *Builder) AppendTo(dst []byte) []byte {
+	dst = append(dst, b.frames...)
+	if b.n > 0 {
+		dst = AppendFrame(dst, Frame{Encoding: b.enc, MinT: b.mint, MaxT: b.maxt, Data: b.chunk.Bytes()})
+	}
+	return dst
+}
+
+// Bytes seals the open frame and returns all frames. The builder keeps
+// working after it, starting a new frame on the next Append.
+func (b *Builder) Bytes() []byte {
+	b.cut()
+	return b.frames
+}
+
+// Iterator iterates over the samples of a sequence of frames. It implements
+// chunkenc.Iterator for float samples.
+type Iterator struct {
+	rest []byte
+	cur  chunkenc.Iterator
+	err  error
+	// pool of decoders by encoding, so Reset reuses them.
+	chunks map[chunkenc.Encoding]chunkenc.Chunk
+	its    map[chunkenc.Encoding]chunkenc.Iterator
+}
+
+// NewIterator returns an iterator over the frames in b.
+func NewIterator(b []byte) *Iterator {
+	it := &Iterator{}
+	it.Reset(b)
+	return it
+}
+
+// Reset makes the iterator start over on b.
+func (it *Iterator) Reset(b []byte) {
+	it.rest, it.cur, it.err = b, nil, nil
+}
+
+// nextFrame loads the next frame whose MaxT >= mint.
+func (it *Iterator) nextFrame(mint int64) bool {
+	for len(it.rest) > 0 {
+		f, rest, err := ReadFrame(it.rest)
+		if err != nil {
+			it.err = err
+			return false
+		}
+		it.rest = rest
+		if f.MaxT < mint {
+			continue
+		}
+		if it.chunks == nil {
+			it.chunks = map[chunkenc.Encoding]chunkenc.Chunk{}
+			it.its = map[chunkenc.Encoding]chunkenc.Iterator{}
+		}
+		c, err := chunkenc.FromData(f.Encoding, f.Data)
+		if err != nil || c.Encoding() == chunkenc.EncHistogram || c.Encoding() == chunkenc.EncFloatHistogram {
+			it.err = fmt.Errorf("%w: encoding %d", ErrCorrupt, f.Encoding)
+			return false
+		}
+		it.cur = c.Iterator(it.its[f.Encoding])
+		it.its[f.Encoding] = it.cur
+		return true
+	}
+	return false
+}
+
+// Next advances to the next sample.
+func (it *Iterator) Next() chunkenc.ValueType {
+	for it.err == nil {
+		if it.cur != nil {
+			if vt := it.cur.Next(); vt != chunkenc.ValNone {
+				return vt
+			}
+			if err := it.cur.Err(); err != nil {
+				it.err = err
+				return chunkenc.ValNone
+			}
+		}
+		if !it.nextFrame(math.MinInt64) {
+			it.cur = nil
+			return chunkenc.ValNone
+		}
+	}
+	return chunkenc.ValNone
+}
+
+// Seek advances to the first sample with a timestamp at or after t.
+func (it *Iterator) Seek(t int64) chunkenc.ValueType {
+	if it.err != nil {
+		return chunkenc.ValNone
+	}
+	if it.cur != nil && it.cur.AtT() >= t {
+		return chunkenc.ValFloat
+	}
+	for {
+		if it.cur != nil {
+			if vt := it.cur.Seek(t); vt != chunkenc.ValNone {
+				return vt
+			}
+			if err := it.cur.Err(); err != nil {
+				it.err = err
+				return chunkenc.ValNone
+			}
+		}
+		if !it.nextFrame(t) {
+			it.cur = nil
+			return chunkenc.ValNone
+		}
+	}
+}
+
+// At returns the current sample.
+func (it *Iterator) At() (int64, float64) { return it.cur.At() }
+
+// AtHistogram panics: frames hold float samples only.
+func (it *Iterator) AtHistogram(*histogram.Histogram) (int64, *histogram.Histogram) {
+	panic("chunk: AtHistogram on a float iterator")
+}
+
+// AtFloatHistogram panics: frames hold float samples only.
+func (it *Iterator) AtFloatHistogram(*histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
+	panic("chunk: AtFloatHistogram on a float iterator")
+}
+
+// AtT returns the current timestamp.
+func (it *Iterator) AtT() int64 { return it.cur.AtT() }
+
+// AtST returns 0: start timestamps are not stored.
+func (it *Iterator) AtST() int64 { return 0 }
+
+// Err returns the first error met.
+func (it *Iterator) Err() error { return it.err }
+
+// Sample is one float sample.
+type Sample struct {
+	T int64
+	V float64
+}
+
+// Decode appends the samples of frames b to dst.
+func Decode(dst []Sample, b []byte) ([]Sample, error) {
+	it := NewIterator(b)
+	for it.Next() != chunkenc.ValNone {
+		t, v := it.At()
+		dst = append(dst, Sample{t, v})
+	}
+	return dst, it.Err()
+}

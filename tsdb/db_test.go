@@ -1,0 +1,375 @@
+package tsdb
+
+import (
+	"context"
+	"errors"
+	"math"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+)
+
+// base is a fixed wall clock for tests: 2026-01-01T00:00:00Z.
+var base = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func baseMs(d time.Duration) int64 { return base.Add(d).UnixMilli() }
+
+func openTestDB(t *testing.T, dir string, opts Options) *DB {
+	t.Helper()
+	if opts.Now == nil {
+		opts.Now = func() time.Time { return base.Add(24 * time.Hour) }
+	}
+	db, err := Open(dir, opts)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	return db
+}
+
+type sample struct {
+	t int64
+	v float64
+}
+
+func appendSamples(t *testing.T, db *DB, ls labels.Labels, samples ...sample) {
+	t.Helper()
+	app := db.Appender(context.Background())
+	var ref storage.SeriesRef
+	for _, s := range samples {
+		var err error
+		if ref, err = app.Append(ref, ls, s.t, s.v); err != nil {
+			t.Fatalf("append %v at %d: %v", ls, s.t, err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+}
+
+// query returns every series matching ms in [mint, maxt] with its samples.
+func query(t *testing.T, db *DB, mint, maxt int64, ms ...*labels.Matcher) map[string][]sample {
+	t.Helper()
+	q, err := db.Querier(mint, maxt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	set := q.Select(context.Background(), true, nil, ms...)
+	out := map[string][]sample{}
+	var it chunkenc.Iterator
+	for set.Next() {
+		s := set.At()
+		it = s.Iterator(it)
+		var got []sample
+		for it.Next() == chunkenc.ValFloat {
+			ts, v := it.At()
+			got = append(got, sample{ts, v})
+		}
+		if err := it.Err(); err != nil {
+			t.Fatal(err)
+		}
+		out[s.Labels().String()] = got
+	}
+	if err := set.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func equalSamples(a, b []sample) bool {
+	return slices.EqualFunc(a, b, func(x, y sample) bool {
+		return x.t == y.t && math.Float64bits(x.v) == math.Float64bits(y.v)
+	})
+}
+
+func TestAppendQueryRoundTrip(t *testing.T) {
+	db := openTestDB(t, t.TempDir(), Options{})
+	defer db.Close()
+	a := labels.FromStrings("__name__", "up", "job", "node", "instance", "a")
+	b := labels.FromStrings("__name__", "up", "job", "node", "instance", "b")
+	var want []sample
+	for i := range 1000 { // crosses frame and bucket boundaries
+		want = append(want, sample{baseMs(time.Duration(i) * 15 * time.Second), float64(i % 7)})
+	}
+	appendSamples(t, db, a, want...)
+	appendSamples(t, db, b, sample{baseMs(0), 1})
+
+	got := query(t, db, baseMs(0), baseMs(10*time.Hour), labels.MustNewMatcher(labels.MatchEqual, "instance", "a"))
+	if !equalSamples(got[a.String()], want) || len(got) != 1 {
+		t.Fatalf("got %d series, %d samples; want 1 series, %d samples", len(got), len(got[a.String()]), len(want))
+	}
+	// A sub-range returns exactly the samples inside it.
+	got = query(t, db, baseMs(time.Hour), baseMs(3*time.Hour), labels.MustNewMatcher(labels.MatchEqual, "instance", "a"))
+	var sub []sample
+	for _, s := range want {
+		if s.t >= baseMs(time.Hour) && s.t <= baseMs(3*time.Hour) {
+			sub = append(sub, s)
+		}
+	}
+	if !equalSamples(got[a.String()], sub) {
+		t.Fatalf("sub-range: got %v\nwant %v", got[a.String()], sub)
+	}
+}
+
+func TestMatchers(t *testing.T) {
+	db := openTestDB(t, t.TempDir(), Options{})
+	defer db.Close()
+	series := []labels.Labels{
+		labels.FromStrings("__name__", "http_requests_total", "code", "200", "path", "/a"),
+		labels.FromStrings("__name__", "http_requests_total", "code", "500", "path", "/a"),
+		labels.FromStrings("__name__", "http_requests_total", "code", "404"),
+		labels.FromStrings("__name__", "cpu", "mode", "idle"),
+	}
+	for _, ls := range series {
+		appendSamples(t, db, ls, sample{baseMs(0), 1})
+	}
+	for _, tc := range []struct {
+		name string
+		ms   []*labels.Matcher
+		want []int
+	}{
+		{"equal", []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "__name__", "http_requests_total")}, []int{0, 1, 2}},
+		{"not equal", []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "__name__", "http_requests_total"), labels.MustNewMatcher(labels.MatchNotEqual, "code", "200")}, []int{1, 2}},
+		{"regexp", []*labels.Matcher{labels.MustNewMatcher(labels.MatchRegexp, "code", "2..|5..")}, []int{0, 1}},
+		{"not regexp", []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "__name__", "http_requests_total"), labels.MustNewMatcher(labels.MatchNotRegexp, "code", "2..")}, []int{1, 2}},
+		{"label absent", []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "__name__", "http_requests_total"), labels.MustNewMatcher(labels.MatchEqual, "path", "")}, []int{2}},
+		{"label present", []*labels.Matcher{labels.MustNewMatcher(labels.MatchNotEqual, "path", "")}, []int{0, 1}},
+		{"regexp matching empty", []*labels.Matcher{labels.MustNewMatcher(labels.MatchRegexp, "path", "/a|")}, []int{0, 1, 2, 3}},
+		{"no match", []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "__name__", "nope")}, nil},
+		{"only negative", []*labels.Matcher{labels.MustNewMatcher(labels.MatchNotEqual, "__name__", "cpu")}, []int{0, 1, 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := query(t, db, baseMs(0), baseMs(time.Minute), tc.ms...)
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %d series %v, want %v", len(got), got, tc.want)
+			}
+			for _, i := range tc.want {
+				if _, ok := got[series[i].String()]; !ok {
+					t.Errorf("missing %s", series[i])
+				}
+			}
+		})
+	}
+}
+
+func TestOutOfOrderDuplicatesAndStaleness(t *testing.T) {
+	db := openTestDB(t, t.TempDir(), Options{OutOfOrderWindow: time.Hour})
+	defer db.Close()
+	ls := labels.FromStrings("__name__", "m")
+	stale := math.Float64frombits(value.StaleNaN)
+	appendSamples(t, db, ls, sample{baseMs(2 * time.Hour), 2}, sample{baseMs(3 * time.Hour), 3})
+	// Within the window, older than the newest: accepted, read back in order.
+	appendSamples(t, db, ls, sample{baseMs(2*time.Hour + 30*time.Minute), 2.5})
+	// An exact duplicate (a remote-write retry) changes nothing.
+	appendSamples(t, db, ls, sample{baseMs(3 * time.Hour), 3}, sample{baseMs(2 * time.Hour), 2})
+	// A different value at an existing timestamp replaces it.
+	appendSamples(t, db, ls, sample{baseMs(2*time.Hour + 30*time.Minute), 25})
+	appendSamples(t, db, ls, sample{baseMs(3*time.Hour + time.Minute), stale})
+
+	// Older than the window: rejected.
+	app := db.Appender(context.Background())
+	if _, err := app.Append(0, ls, baseMs(time.Hour), 1); !errors.Is(err, storage.ErrTooOldSample) {
+		t.Fatalf("sample 2h behind: got %v, want ErrTooOldSample", err)
+	}
+	if _, err := app.Append(0, ls, -1, 1); !errors.Is(err, storage.ErrOutOfBounds) {
+		t.Fatalf("negative timestamp: got %v, want ErrOutOfBounds", err)
+	}
+	app.Rollback()
+
+	want := []sample{{baseMs(2 * time.Hour), 2}, {baseMs(2*time.Hour + 30*time.Minute), 25}, {baseMs(3 * time.Hour), 3}, {baseMs(3*time.Hour + time.Minute), stale}}
+	check := func(when string) {
+		t.Helper()
+		got := query(t, db, 0, baseMs(24*time.Hour), labels.MustNewMatcher(labels.MatchEqual, "__name__", "m"))
+		if !equalSamples(got[ls.String()], want) {
+			t.Fatalf("%s: got %v, want %v", when, got[ls.String()], want)
+		}
+	}
+	check("head")
+	if err := db.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	check("after checkpoint")
+}
+
+// crash closes Pebble without a checkpoint, leaving the WAL as a kill -9 would.
+func crash(t *testing.T, db *DB) {
+	t.Helper()
+	db.closed.Store(true)
+	db.cancel()
+	db.wg.Wait()
+	if err := db.pdb.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRecoveryReplaysWAL(t *testing.T) {
+	dir := t.TempDir()
+	db := openTestDB(t, dir, Options{})
+	a := labels.FromStrings("__name__", "a")
+	b := labels.FromStrings("__name__", "b")
+	appendSamples(t, db, a, sample{baseMs(0), 1}, sample{baseMs(time.Minute), 2})
+	if err := db.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	// After the checkpoint: one sample into the checkpointed bucket, one new series.
+	appendSamples(t, db, a, sample{baseMs(2 * time.Minute), 3})
+	appendSamples(t, db, b, sample{baseMs(0), 10})
+	crash(t, db)
+
+	db = openTestDB(t, dir, Options{})
+	defer db.Close()
+	got := query(t, db, 0, baseMs(time.Hour), labels.MustNewMatcher(labels.MatchRegexp, "__name__", "a|b"))
+	if want := []sample{{baseMs(0), 1}, {baseMs(time.Minute), 2}, {baseMs(2 * time.Minute), 3}}; !equalSamples(got[a.String()], want) {
+		t.Fatalf("a: got %v, want %v", got[a.String()], want)
+	}
+	if want := []sample{{baseMs(0), 10}}; !equalSamples(got[b.String()], want) {
+		t.Fatalf("b: got %v, want %v", got[b.String()], want)
+	}
+	// The series keeps its identity: appending again does not create a new one.
+	appendSamples(t, db, b, sample{baseMs(time.Minute), 11})
+	if n := len(query(t, db, 0, baseMs(time.Hour), labels.MustNewMatcher(labels.MatchEqual, "__name__", "b"))); n != 1 {
+		t.Fatalf("got %d series named b, want 1", n)
+	}
+}
+
+func TestSeriesIdentityAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	ls := labels.FromStrings("__name__", "x", "k", "v")
+	db := openTestDB(t, dir, Options{})
+	app := db.Appender(context.Background())
+	ref1, err := app.Append(0, ls, baseMs(0), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openTestDB(t, dir, Options{})
+	defer db.Close()
+	app = db.Appender(context.Background())
+	ref2, err := app.Append(0, ls, baseMs(time.Minute), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if ref1 != ref2 {
+		t.Fatalf("series ID changed across restart: %d then %d", ref1, ref2)
+	}
+	if got := query(t, db, 0, baseMs(time.Hour))[ls.String()]; len(got) != 2 {
+		t.Fatalf("got %v, want two samples", got)
+	}
+}
+
+func TestRetention(t *testing.T) {
+	now := base.Add(48 * time.Hour)
+	db := openTestDB(t, t.TempDir(), Options{Retention: 24 * time.Hour, Now: func() time.Time { return now }})
+	defer db.Close()
+	ls := labels.FromStrings("__name__", "m")
+	appendSamples(t, db, ls, sample{baseMs(25 * time.Hour), 1}, sample{baseMs(47 * time.Hour), 2})
+	if err := db.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	app := db.Appender(context.Background())
+	if _, err := app.Append(0, ls, baseMs(time.Hour), 1); !errors.Is(err, storage.ErrOutOfBounds) {
+		t.Fatalf("sample older than retention: got %v, want ErrOutOfBounds", err)
+	}
+	app.Rollback()
+
+	now = now.Add(12 * time.Hour) // the first sample is now 35h old
+	db.applyRetention()
+	got := query(t, db, 0, baseMs(100*time.Hour))[ls.String()]
+	if want := []sample{{baseMs(47 * time.Hour), 2}}; !equalSamples(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+func TestLabelNamesAndValues(t *testing.T) {
+	db := openTestDB(t, t.TempDir(), Options{})
+	defer db.Close()
+	appendSamples(t, db, labels.FromStrings("__name__", "a", "job", "x"), sample{baseMs(0), 1})
+	appendSamples(t, db, labels.FromStrings("__name__", "b", "job", "y", "zone", "eu"), sample{baseMs(0), 1})
+	appendSamples(t, db, labels.FromStrings("__name__", "late", "only", "tomorrow"), sample{baseMs(26 * time.Hour), 1})
+
+	q, err := db.Querier(baseMs(0), baseMs(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx := context.Background()
+	names, _, err := q.LabelNames(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"__name__", "job", "zone"}; !slices.Equal(names, want) {
+		t.Errorf("names: got %v, want %v", names, want)
+	}
+	values, _, err := q.LabelValues(ctx, "job", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"x", "y"}; !slices.Equal(values, want) {
+		t.Errorf("job values: got %v, want %v", values, want)
+	}
+	values, _, err = q.LabelValues(ctx, "job", nil, labels.MustNewMatcher(labels.MatchEqual, "zone", "eu"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"y"}; !slices.Equal(values, want) {
+		t.Errorf("job values for zone=eu: got %v, want %v", values, want)
+	}
+}
+
+func TestConcurrentAppenders(t *testing.T) {
+	db := openTestDB(t, t.TempDir(), Options{})
+	defer db.Close()
+	const writers, perWriter = 8, 200
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			for i := range perWriter {
+				app := db.Appender(context.Background())
+				// Every writer writes the same shared series and one of its own.
+				shared := labels.FromStrings("__name__", "shared", "i", string(rune('a'+i%3)))
+				own := labels.FromStrings("__name__", "own", "w", string(rune('a'+w)))
+				ts := baseMs(time.Duration(i) * time.Second)
+				if _, err := app.Append(0, shared, ts, float64(i)); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := app.Append(0, own, ts, float64(i)); err != nil {
+					errs <- err
+					return
+				}
+				if err := app.Commit(); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := query(t, db, 0, baseMs(time.Hour), labels.MustNewMatcher(labels.MatchRegexp, "__name__", "shared|own"))
+	if len(got) != 3+writers {
+		t.Fatalf("got %d series, want %d", len(got), 3+writers)
+	}
+	for name, s := range got {
+		if !slices.IsSortedFunc(s, func(a, b sample) int { return cmpInt64(a.t, b.t) }) {
+			t.Errorf("%s: samples out of order", name)
+		}
+	}
+}

@@ -1,0 +1,77 @@
+package tsdb
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Options configures a DB. The zero value is valid: every zero field means
+// the default documented on it.
+type Options struct {
+	// Logger receives operational logs. Nil discards them.
+	Logger *slog.Logger
+
+	// Retention is how long samples are kept, measured back from now.
+	// Zero means 15 days.
+	Retention time.Duration
+
+	// OutOfOrderWindow is how far behind a series' newest sample a new
+	// sample may be and still be accepted. Older samples are rejected with
+	// storage.ErrTooOldSample. Zero means 1 hour.
+	OutOfOrderWindow time.Duration
+
+	// BucketDuration is the span of time one stored chunk value covers.
+	// It is fixed when the data directory is created; opening an existing
+	// directory with another value is an error. Zero means 2 hours.
+	BucketDuration time.Duration
+
+	// CheckpointInterval is how often the head's open chunks are written to
+	// Pebble and the WAL records they cover are deleted. It bounds the WAL
+	// replayed after a crash. Zero means 5 minutes.
+	CheckpointInterval time.Duration
+
+	// RetentionInterval is how often expired data is deleted. Zero means
+	// 1 hour.
+	RetentionInterval time.Duration
+
+	// CacheSize is Pebble's block cache size in bytes. Zero means 128 MiB.
+	CacheSize int64
+
+	// MemTableSize is Pebble's memtable size in bytes. Zero means 64 MiB.
+	MemTableSize uint64
+
+	// Now returns the current time; it decides retention and which head
+	// chunks are complete. Nil means time.Now.
+	Now func() time.Time
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Retention <= 0 {
+		o.Retention = 15 * 24 * time.Hour
+	}
+	if o.OutOfOrderWindow <= 0 {
+		o.OutOfOrderWindow = time.Hour
+	}
+	if o.BucketDuration <= 0 {
+		o.BucketDuration = 2 * time.Hour
+	}
+	if o.CheckpointInterval <= 0 {
+		o.CheckpointInterval = 5 * time.Minute
+	}
+	if o.RetentionInterval <= 0 {
+		o.RetentionInterval = time.Hour
+	}
+	if o.CacheSize <= 0 {
+		o.CacheSize = 128 << 20
+	}
+	if o.MemTableSize == 0 {
+		o.MemTableSize = 64 << 20
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
