@@ -304,10 +304,10 @@ func (ss *seriesSet) Next() bool {
 	ss.idx++
 	return ss.idx < len(ss.list)
 }
-func (ss *seriesSet) At() storage.Series                    { return ss.list[ss.idx] }
-func (ss *seriesSet) Err() error                            { return nil }
-func (ss *seriesSet) Warnings() annotations.Annotations     { return nil }
-func (s *series) Labels() labels.Labels                     { return s.lset }
+func (ss *seriesSet) At() storage.Series                { return ss.list[ss.idx] }
+func (ss *seriesSet) Err() error                        { return nil }
+func (ss *seriesSet) Warnings() annotations.Annotations { return nil }
+func (s *series) Labels() labels.Labels                 { return s.lset }
 func (s *series) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
 	si, ok := it.(*seriesIterator)
 	if !ok {
