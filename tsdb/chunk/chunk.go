@@ -31,6 +31,13 @@ const DefaultEncoding = chunkenc.EncXOR2
 // cheaper. 480 is two hours at a 15 s scrape interval.
 const MaxSamplesPerFrame = 480
 
+// floatEncodings are the chunk encodings a frame may hold, with the size of
+// their header.
+var floatEncodings = map[chunkenc.Encoding]int{
+	chunkenc.EncXOR:  2,
+	chunkenc.EncXOR2: 3,
+}
+
 // ErrCorrupt is returned when frame bytes cannot be parsed.
 var ErrCorrupt = errors.New("corrupt chunk frame")
 
@@ -92,7 +99,7 @@ type Builder struct {
 
 // NewBuilder returns a Builder producing frames with encoding enc.
 func NewBuilder(enc chunkenc.Encoding) (*Builder, error) {
-	if _, err := chunkenc.NewEmptyChunk(enc); err != nil || enc == chunkenc.EncNone {
+	if _, ok := floatEncodings[enc]; !ok {
 		return nil, fmt.Errorf("chunk encoding %s: not supported", enc)
 	}
 	return &Builder{enc: enc}, nil
@@ -194,9 +201,14 @@ func (it *Iterator) nextFrame(mint int64) bool {
 			it.chunks = map[chunkenc.Encoding]chunkenc.Chunk{}
 			it.its = map[chunkenc.Encoding]chunkenc.Iterator{}
 		}
+		// chunkenc trusts its input; check what it would index blindly.
+		if minLen, ok := floatEncodings[f.Encoding]; !ok || len(f.Data) < minLen {
+			it.err = fmt.Errorf("%w: encoding %d with %d bytes", ErrCorrupt, f.Encoding, len(f.Data))
+			return false
+		}
 		c, err := chunkenc.FromData(f.Encoding, f.Data)
-		if err != nil || c.Encoding() == chunkenc.EncHistogram || c.Encoding() == chunkenc.EncFloatHistogram {
-			it.err = fmt.Errorf("%w: encoding %d", ErrCorrupt, f.Encoding)
+		if err != nil {
+			it.err = fmt.Errorf("%w: %v", ErrCorrupt, err)
 			return false
 		}
 		it.cur = c.Iterator(it.its[f.Encoding])
