@@ -86,15 +86,33 @@ func (a *appender) seriesFor(ref storage.SeriesRef, ls labels.Labels) (*memSerie
 	if err != nil {
 		return nil, err
 	}
+	return a.hold(s), nil
+}
+
+// hold records a referenced series in the appender, dropping the extra
+// reference if the appender already holds it.
+func (a *appender) hold(s *memSeries) *memSeries {
 	if a.series == nil {
 		a.series = map[storage.SeriesRef]*memSeries{}
 	}
 	if prev, ok := a.series[storage.SeriesRef(s.id)]; ok {
-		s.refs.Add(-1) // already referenced by this appender
-		return prev, nil
+		s.refs.Add(-1)
+		return prev
 	}
 	a.series[storage.SeriesRef(s.id)] = s
-	return s, nil
+	return s
+}
+
+// GetRef implements storage.GetRef: it returns the ID and stored labels of
+// a series already in the head, so a caller can append by reference without
+// building labels the store would keep. hash must be ls.Hash().
+func (a *appender) GetRef(ls labels.Labels, hash uint64) (storage.SeriesRef, labels.Labels) {
+	s := a.db.head.lookup(ls, hash)
+	if s == nil {
+		return 0, labels.EmptyLabels()
+	}
+	s = a.hold(s)
+	return storage.SeriesRef(s.id), s.lset
 }
 
 // Commit writes the samples, any new series and postings, and metadata in

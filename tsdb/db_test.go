@@ -373,3 +373,37 @@ func TestConcurrentAppenders(t *testing.T) {
 		}
 	}
 }
+
+func TestGetRefFindsHeadSeries(t *testing.T) {
+	db := openTestDB(t, t.TempDir(), Options{})
+	defer db.Close()
+	ls := labels.FromStrings("__name__", "m", "k", "v")
+	app := db.Appender(context.Background())
+	getRef := app.(storage.GetRef)
+	if ref, _ := getRef.GetRef(ls, ls.Hash()); ref != 0 {
+		t.Fatalf("unknown series: got ref %d, want 0", ref)
+	}
+	ref, err := app.Append(0, ls, baseMs(0), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+
+	app = db.Appender(context.Background())
+	got, stored := app.(storage.GetRef).GetRef(ls, ls.Hash())
+	if got != ref || !labels.Equal(stored, ls) {
+		t.Fatalf("GetRef: got %d %s, want %d %s", got, stored, ref, ls)
+	}
+	// Appending by reference alone (empty labels) reaches the same series.
+	if _, err := app.Append(got, labels.EmptyLabels(), baseMs(time.Minute), 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if s := query(t, db, 0, baseMs(time.Hour))[ls.String()]; len(s) != 2 {
+		t.Fatalf("got %v, want two samples", s)
+	}
+}

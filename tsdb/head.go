@@ -50,6 +50,25 @@ func (h *head) get(id uint64) *memSeries {
 	return s
 }
 
+// lookup returns the head series for ls, whose in-memory hash (ls.Hash())
+// is hash, marked referenced; nil if it is not in the head.
+func (h *head) lookup(ls labels.Labels, hash uint64) *memSeries {
+	st := &h.byHash[hash%stripeCount]
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.findLocked(ls, hash)
+}
+
+func (st *hashStripe) findLocked(ls labels.Labels, hash uint64) *memSeries {
+	for _, s := range st.series[hash] {
+		if labels.Equal(s.lset, ls) {
+			s.refs.Add(1)
+			return s
+		}
+	}
+	return nil
+}
+
 // lookupOrAdd returns the head series for ls, calling create under the
 // stripe lock when it is not in the head, and marks it referenced so that
 // garbage collection keeps it until release.
@@ -58,11 +77,8 @@ func (h *head) lookupOrAdd(ls labels.Labels, create func() (*memSeries, error)) 
 	st := &h.byHash[hash%stripeCount]
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	for _, s := range st.series[hash] {
-		if labels.Equal(s.lset, ls) {
-			s.refs.Add(1)
-			return s, nil
-		}
+	if s := st.findLocked(ls, hash); s != nil {
+		return s, nil
 	}
 	// Creating under the stripe lock makes two appenders of a new series
 	// agree on one ID.

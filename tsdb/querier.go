@@ -605,6 +605,7 @@ func subtractSorted(a, b []uint64) []uint64 {
 }
 
 var (
+	_ storage.GetRef     = (*appender)(nil)
 	_ storage.Queryable  = (*DB)(nil)
 	_ storage.Appendable = (*DB)(nil)
 )

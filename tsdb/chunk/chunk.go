@@ -24,7 +24,7 @@ import (
 )
 
 // DefaultEncoding is the codec used for new frames.
-const DefaultEncoding = chunkenc.EncXOR2
+const DefaultEncoding = chunkenc.EncXOR
 
 // MaxSamplesPerFrame is how many samples a frame holds before a new one is
 // cut. Larger frames amortise the per-chunk header; smaller ones make seeks

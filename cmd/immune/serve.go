@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/common/model"
+
+	"github.com/immune-dev/immune/ingest/remotewrite"
+	"github.com/immune-dev/immune/query"
+	"github.com/immune-dev/immune/tsdb"
+)
+
+type serveFlags struct {
+	dataDir          string
+	httpListen       string
+	retention        model.Duration
+	outOfOrderWindow model.Duration
+	logLevel         slog.Level
+	pprof            bool
+	shutdownTimeout  time.Duration
+}
+
+func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
+	f := serveFlags{
+		retention:        model.Duration(15 * 24 * time.Hour),
+		outOfOrderWindow: model.Duration(time.Hour),
+	}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.dataDir, "data-dir", "./data", "directory holding all data")
+	fs.StringVar(&f.httpListen, "http-listen", "127.0.0.1:9480", "address of the HTTP API (remote write, Prometheus query API)")
+	fs.Var(durationFlag{&f.retention}, "retention", "how long samples are kept (Prometheus duration: 15d, 12h, 2w)")
+	fs.Var(durationFlag{&f.outOfOrderWindow}, "out-of-order-window", "how far behind a series' newest sample a sample is still accepted")
+	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiles under /debug/pprof/")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests")
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	if fs.NArg() > 0 {
+		return f, fmt.Errorf("serve: unexpected arguments %q", fs.Args())
+	}
+	return f, nil
+}
+
+// durationFlag parses Prometheus-style durations such as 15d.
+type durationFlag struct{ d *model.Duration }
+
+func (f durationFlag) String() string {
+	if f.d == nil {
+		return ""
+	}
+	return f.d.String()
+}
+
+func (f durationFlag) Set(s string) error {
+	d, err := model.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if d <= 0 {
+		return errors.New("must be positive")
+	}
+	*f.d = d
+	return nil
+}
+
+// runServe runs the server until ctx is cancelled, then drains requests
+// and closes the store.
+func runServe(ctx context.Context, args []string, stderr io.Writer) error {
+	f, err := parseServeFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: f.logLevel}))
+
+	ln, err := net.Listen("tcp", f.httpListen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	// The listener is up before the store opens, so /-/healthy answers and
+	// /-/ready says "not yet" while the WAL replays.
+	var ready atomic.Bool
+	var api atomic.Pointer[http.Handler]
+	mux := http.NewServeMux()
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "Immune is Healthy.")
+	})
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "Immune is Ready.")
+	})
+	if f.pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		h := api.Load()
+		if h == nil {
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, "starting: replaying the write-ahead log", http.StatusServiceUnavailable)
+			return
+		}
+		(*h).ServeHTTP(w, r)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "version", version)
+
+	db, err := tsdb.Open(f.dataDir, tsdb.Options{
+		Logger:           log.With("component", "tsdb"),
+		Retention:        time.Duration(f.retention),
+		OutOfOrderWindow: time.Duration(f.outOfOrderWindow),
+	})
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("open store: %w", err)
+	}
+	apiMux := http.NewServeMux()
+	apiMux.Handle("/api/v1/write", remotewrite.NewHandler(db, remotewrite.Options{Logger: log.With("component", "remotewrite")}))
+	query.New(db, query.Options{
+		Logger:    log.With("component", "query"),
+		Metadata:  db,
+		BuildInfo: buildInfo(),
+	}).Register(apiMux)
+	var h http.Handler = apiMux
+	api.Store(&h)
+	ready.Store(true)
+	log.Info("ready", "dataDir", f.dataDir, "series", db.Stats().HeadSeries)
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		ready.Store(false)
+		return errors.Join(fmt.Errorf("http server: %w", err), db.Close())
+	}
+	log.Info("shutting down: draining requests")
+	ready.Store(false)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+	defer cancel()
+	shutdownErr := srv.Shutdown(shutdownCtx)
+	closeErr := db.Close()
+	if closeErr == nil {
+		log.Info("store closed")
+	}
+	return errors.Join(shutdownErr, closeErr)
+}
+
+// buildInfo describes the binary for /api/v1/status/buildinfo. Clients such
+// as Grafana read "version" to decide which Prometheus API features exist,
+// so it carries the Prometheus version whose engine and API Immune embeds;
+// Immune's own version is in "revision" and "branch" says "immune".
+func buildInfo() query.BuildInfo {
+	bi := query.BuildInfo{Version: "3.0.0", Revision: "immune-" + version, Branch: "immune", GoVersion: runtime.Version()}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return bi
+	}
+	for _, m := range info.Deps {
+		// Prometheus' Go module v0.MINOR.PATCH is release 3.(MINOR-300).PATCH.
+		if m.Path != "github.com/prometheus/prometheus" {
+			continue
+		}
+		parts := strings.Split(strings.TrimPrefix(m.Version, "v"), ".")
+		if len(parts) != 3 {
+			break
+		}
+		if minor, err := strconv.Atoi(parts[1]); err == nil && minor >= 300 {
+			bi.Version = fmt.Sprintf("3.%d.%s", minor-300, parts[2])
+		}
+	}
+	return bi
+}
