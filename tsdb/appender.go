@@ -73,6 +73,10 @@ func (a *appender) seriesFor(ref storage.SeriesRef, ls labels.Labels) (*memSerie
 		return nil, fmt.Errorf("%w: %s", ErrInvalidLabels, ls)
 	}
 	s, err := a.db.head.lookupOrAdd(ls, func() (*memSeries, error) {
+		if err := a.db.enter(); err != nil {
+			return nil, err
+		}
+		defer a.db.lifeMu.RUnlock()
 		enc := encodeLabels(nil, ls)
 		id, found, err := a.db.lookupSeriesID(stableHash(enc), enc)
 		if err != nil {
@@ -123,9 +127,10 @@ func (a *appender) Commit() error {
 	if len(a.samples) == 0 && len(a.metadata) == 0 {
 		return nil
 	}
-	if db.closed.Load() {
-		return ErrClosed
+	if err := db.enter(); err != nil {
+		return err
 	}
+	defer db.lifeMu.RUnlock()
 	if err := db.fatalErr(); err != nil {
 		return fmt.Errorf("tsdb: refusing writes: %w", err)
 	}

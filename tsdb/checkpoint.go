@@ -26,6 +26,14 @@ const checkpointBatchBytes = 4 << 20
 // any two steps leaves every acknowledged sample in Pebble chunks or in the
 // WAL, and replaying a sample that is already in a chunk is idempotent.
 func (db *DB) Checkpoint() error {
+	if err := db.enter(); err != nil {
+		return err
+	}
+	defer db.lifeMu.RUnlock()
+	return db.checkpoint()
+}
+
+func (db *DB) checkpoint() error {
 	db.checkpointMu.Lock()
 	defer db.checkpointMu.Unlock()
 	if err := db.fatalErr(); err != nil {
@@ -124,6 +132,10 @@ func (db *DB) Checkpoint() error {
 // applyRetention deletes the chunk buckets and index days that lie wholly
 // before now minus the retention, with range deletions.
 func (db *DB) applyRetention() {
+	if err := db.enter(); err != nil {
+		return
+	}
+	defer db.lifeMu.RUnlock()
 	cutoff := db.opts.Now().Add(-db.opts.Retention).UnixMilli()
 	if cutoff <= 0 {
 		return

@@ -71,6 +71,10 @@ type DB struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// lifeMu is held shared by every call that uses Pebble from outside
+	// (commits, selects, label lookups) and exclusively by Close, so Close
+	// waits for them and none starts on a closed Pebble.
+	lifeMu sync.RWMutex
 	closed atomic.Bool
 	// checkpointMu serialises checkpoints (background loop and Close).
 	checkpointMu sync.Mutex
@@ -354,8 +358,21 @@ func (db *DB) Close() error {
 	}
 	db.cancel()
 	db.wg.Wait()
-	err := db.Checkpoint()
+	db.lifeMu.Lock()
+	defer db.lifeMu.Unlock()
+	err := db.checkpoint()
 	return errors.Join(err, db.pdb.Close())
+}
+
+// enter marks the start of a call that uses Pebble; it fails once Close
+// has begun. The caller must call db.lifeMu.RUnlock when done.
+func (db *DB) enter() error {
+	db.lifeMu.RLock()
+	if db.closed.Load() {
+		db.lifeMu.RUnlock()
+		return ErrClosed
+	}
+	return nil
 }
 
 // Stats are counters describing the store.

@@ -407,3 +407,31 @@ func TestGetRefFindsHeadSeries(t *testing.T) {
 		t.Fatalf("got %v, want two samples", s)
 	}
 }
+
+func TestClosedDBRefusesCalls(t *testing.T) {
+	db := openTestDB(t, t.TempDir(), Options{})
+	ls := labels.FromStrings("__name__", "m")
+	app := db.Appender(context.Background())
+	if _, err := app.Append(0, ls, baseMs(0), 1); err != nil {
+		t.Fatal(err)
+	}
+	q, err := db.Querier(0, baseMs(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Commit(); !errors.Is(err, ErrClosed) {
+		t.Errorf("commit after close: got %v, want ErrClosed", err)
+	}
+	if set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "m")); !errors.Is(set.Err(), ErrClosed) {
+		t.Errorf("select after close: got %v, want ErrClosed", set.Err())
+	}
+	if _, _, err := q.LabelNames(context.Background(), nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("label names after close: got %v, want ErrClosed", err)
+	}
+	if err := db.Checkpoint(); !errors.Is(err, ErrClosed) {
+		t.Errorf("checkpoint after close: got %v, want ErrClosed", err)
+	}
+}

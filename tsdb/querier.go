@@ -43,6 +43,10 @@ func (q *querier) days(mint, maxt int64) (first, last uint32, ok bool) {
 
 // Select returns the series matching ms with their samples in the range.
 func (q *querier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
+	if err := q.db.enter(); err != nil {
+		return storage.ErrSeriesSet(err)
+	}
+	defer q.db.lifeMu.RUnlock()
 	mint, maxt := q.mint, q.maxt
 	if hints != nil {
 		mint, maxt = max(mint, hints.Start), min(maxt, hints.End)
@@ -92,6 +96,10 @@ func (q *querier) selectIDs(ctx context.Context, mint, maxt int64, ms []*labels.
 
 // LabelNames returns the label names of series matching ms in range.
 func (q *querier) LabelNames(ctx context.Context, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	if err := q.db.enter(); err != nil {
+		return nil, nil, err
+	}
+	defer q.db.lifeMu.RUnlock()
 	var names []string
 	if len(ms) > 0 {
 		set, err := q.matchingLabels(ctx, ms)
@@ -133,6 +141,10 @@ func (q *querier) LabelNames(ctx context.Context, hints *storage.LabelHints, ms 
 
 // LabelValues returns the values of label name on series matching ms in range.
 func (q *querier) LabelValues(ctx context.Context, name string, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	if err := q.db.enter(); err != nil {
+		return nil, nil, err
+	}
+	defer q.db.lifeMu.RUnlock()
 	var values []string
 	if len(ms) > 0 {
 		set, err := q.matchingLabels(ctx, ms)

@@ -53,6 +53,10 @@ const (
 	DefaultMaxLabelValueLength = 4096
 	// DefaultMaxSeriesPerRequest is the default of Options.MaxSeriesPerRequest.
 	DefaultMaxSeriesPerRequest = 100_000
+	// DefaultMaxConcurrentRequests is the default of Options.MaxConcurrentRequests.
+	DefaultMaxConcurrentRequests = 16
+	// DefaultQueueTimeout is the default of Options.QueueTimeout.
+	DefaultQueueTimeout = 10 * time.Second
 )
 
 const (
@@ -98,6 +102,18 @@ type Options struct {
 	// carry. A larger request is rejected whole (400) before anything is
 	// stored. Zero or negative means DefaultMaxSeriesPerRequest (100000).
 	MaxSeriesPerRequest int
+
+	// MaxConcurrentRequests bounds the requests being read, decoded and
+	// written at once, and so the memory they hold. A request beyond it
+	// waits for a turn without its body being read. Zero or negative means
+	// DefaultMaxConcurrentRequests (16): enough to keep the cores busy
+	// while others wait for their synced commit.
+	MaxConcurrentRequests int
+
+	// QueueTimeout is how long a request waits for a turn before it is
+	// answered 503 with Retry-After, which senders retry. Zero or negative
+	// means DefaultQueueTimeout (10s).
+	QueueTimeout time.Duration
 }
 
 // handler implements remoteapi's write storage interface; remoteapi
@@ -110,6 +126,10 @@ type handler struct {
 	skew      time.Duration
 	lim       limits
 	maxSeries int
+
+	// turns holds one token per request being handled (admission control).
+	turns        chan struct{}
+	queueTimeout time.Duration
 
 	// Separate pools for the two body buffers of a request, because their
 	// sizes differ by the compression ratio.
@@ -149,7 +169,7 @@ func NewHandler(app storage.Appendable, opts Options) http.Handler {
 	return remoteapi.NewWriteHandler(h,
 		remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType},
 		remoteapi.WithWriteHandlerLogger(h.logger),
-		remoteapi.WithWriteHandlerMiddlewares(h.decompress),
+		remoteapi.WithWriteHandlerMiddlewares(h.admit, h.decompress),
 	)
 }
 
@@ -186,6 +206,14 @@ func newHandler(app storage.Appendable, opts Options) *handler {
 	}
 	if h.lim.maxValue <= 0 {
 		h.lim.maxValue = DefaultMaxLabelValueLength
+	}
+	if opts.MaxConcurrentRequests <= 0 {
+		opts.MaxConcurrentRequests = DefaultMaxConcurrentRequests
+	}
+	h.turns = make(chan struct{}, opts.MaxConcurrentRequests)
+	h.queueTimeout = opts.QueueTimeout
+	if h.queueTimeout <= 0 {
+		h.queueTimeout = DefaultQueueTimeout
 	}
 	h.batches.New = func() any { return new(batch) }
 	h.compressedBufs.New = func() any { return new([]byte) }
@@ -231,6 +259,33 @@ func (b *decodedBody) Close() error { return nil }
 // decompress replaces remoteapi.SnappyDecodeMiddleware with the same
 // checks and limits but pooled buffers: the default allocates the
 // compressed and decompressed body on every request.
+// admit lets at most MaxConcurrentRequests requests through at once. One
+// that waits QueueTimeout without a turn, or whose client goes away, is
+// answered 503 with Retry-After before its body is read.
+func (h *handler) admit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case h.turns <- struct{}{}:
+		default:
+			timer := time.NewTimer(h.queueTimeout)
+			select {
+			case h.turns <- struct{}{}:
+				timer.Stop()
+			case <-timer.C:
+				w.Header().Set("Retry-After", "1")
+				http.Error(w, fmt.Sprintf("overloaded: %d remote-write requests in progress and none finished within %s; retry later",
+					cap(h.turns), h.queueTimeout), http.StatusServiceUnavailable)
+				return
+			case <-r.Context().Done():
+				timer.Stop()
+				return
+			}
+		}
+		defer func() { <-h.turns }()
+		next.ServeHTTP(w, r)
+	})
+}
+
 func (h *handler) decompress(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Leave requests remoteapi will refuse (405, 415 for the content

@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -581,4 +582,54 @@ func TestConcurrentRequests(t *testing.T) {
 		}
 	}
 	wantStored(t, db, want)
+}
+
+// blockingAppendable holds every Commit until release is closed, telling
+// entered when one is waiting.
+type blockingAppendable struct {
+	storage.Appendable
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingAppendable) Appender(ctx context.Context) storage.Appender {
+	return &blockingAppender{Appender: b.Appendable.Appender(ctx), b: b}
+}
+
+type blockingAppender struct {
+	storage.Appender
+	b *blockingAppendable
+}
+
+func (a *blockingAppender) Commit() error {
+	a.b.entered <- struct{}{}
+	<-a.b.release
+	return a.Appender.Commit()
+}
+
+func TestOverloadAnswers503WithRetryAfter(t *testing.T) {
+	db := newTestStorage(t)
+	app := &blockingAppendable{Appendable: db, entered: make(chan struct{}), release: make(chan struct{})}
+	opts := testOptions()
+	opts.MaxConcurrentRequests = 1
+	opts.QueueTimeout = 50 * time.Millisecond
+	h := NewHandler(app, opts)
+	body := marshal(t, v1Request(ser("__name__", "a").at(testNowMs, 1)))
+
+	first := make(chan *http.Response)
+	go func() { first <- post(t, h, contentTypeV1, body) }()
+	<-app.entered // the only turn is taken and stuck in Commit
+
+	resp := post(t, h, contentTypeV1, body)
+	msg := wantStatus(t, resp, http.StatusServiceUnavailable)
+	wantBodyContains(t, msg, "overloaded")
+	if got := resp.Header.Get("Retry-After"); got != "1" {
+		t.Errorf("Retry-After = %q, want 1", got)
+	}
+
+	close(app.release)
+	wantStatus(t, <-first, http.StatusNoContent)
+	// The turn is free again.
+	go func() { <-app.entered }()
+	wantStatus(t, post(t, h, contentTypeV1, body), http.StatusNoContent)
 }
