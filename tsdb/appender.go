@@ -23,8 +23,13 @@ func (db *DB) Appender(ctx context.Context) storage.Appender {
 type appender struct {
 	db       *DB
 	ctx      context.Context
-	series   map[storage.SeriesRef]*memSeries // referenced by this appender
+	// held are the series this appender references (a series may appear
+	// more than once: each entry is one reference, dropped by release).
+	held     []*memSeries
+	last     *memSeries // the series of the last GetRef or Append
+	minT     int64                            // oldest timestamp the retention admits; 0 until first Append
 	samples  []walSample
+	targets  []*memSeries // the series of samples[i]
 	postings []seriesDay
 	metadata []metadataUpdate
 	encBuf   []byte
@@ -41,7 +46,11 @@ type seriesDay struct {
 // retention with storage.ErrOutOfBounds.
 func (a *appender) Append(ref storage.SeriesRef, ls labels.Labels, t int64, v float64) (storage.SeriesRef, error) {
 	db := a.db
-	if t < 0 || t > db.maxTime() || t < db.opts.Now().Add(-db.opts.Retention).UnixMilli() {
+	if a.minT == 0 {
+		// Once per appender: reading the clock per sample is measurable.
+		a.minT = max(db.opts.Now().Add(-db.opts.Retention).UnixMilli(), 0)
+	}
+	if t < a.minT || t > db.maxTime() {
 		return 0, storage.ErrOutOfBounds
 	}
 	s, err := a.seriesFor(ref, ls)
@@ -56,18 +65,24 @@ func (a *appender) Append(ref storage.SeriesRef, ls labels.Labels, t int64, v fl
 	if tooOld {
 		return storage.SeriesRef(s.id), storage.ErrTooOldSample
 	}
-	if needPostings {
+	// Samples of one series usually come together: skip repeats of the
+	// postings just staged (any other repeat is an idempotent rewrite).
+	if needPostings && (len(a.postings) == 0 || a.postings[len(a.postings)-1] != seriesDay{s, day}) {
 		a.postings = append(a.postings, seriesDay{s, day})
 	}
 	a.samples = append(a.samples, walSample{id: s.id, t: t, v: v})
+	a.targets = append(a.targets, s)
 	return storage.SeriesRef(s.id), nil
 }
 
 // seriesFor returns the head series for ref or, when ref is unknown to this
 // appender, for ls, creating it if needed.
 func (a *appender) seriesFor(ref storage.SeriesRef, ls labels.Labels) (*memSeries, error) {
-	if s, ok := a.series[ref]; ok && ref != 0 {
-		return s, nil
+	if ref != 0 {
+		if a.last != nil && ref == storage.SeriesRef(a.last.id) {
+			return a.last, nil
+		}
+		// Any other ref is only a hint: the labels decide.
 	}
 	if _, dup := ls.HasDuplicateLabelNames(); dup || ls.IsEmpty() || ls.Has("") {
 		return nil, fmt.Errorf("%w: %s", ErrInvalidLabels, ls)
@@ -90,20 +105,13 @@ func (a *appender) seriesFor(ref storage.SeriesRef, ls labels.Labels) (*memSerie
 	if err != nil {
 		return nil, err
 	}
-	return a.hold(s), nil
+	a.last = a.hold(s)
+	return a.last, nil
 }
 
-// hold records a referenced series in the appender, dropping the extra
-// reference if the appender already holds it.
+// hold records a reference the appender took on s, for release.
 func (a *appender) hold(s *memSeries) *memSeries {
-	if a.series == nil {
-		a.series = map[storage.SeriesRef]*memSeries{}
-	}
-	if prev, ok := a.series[storage.SeriesRef(s.id)]; ok {
-		s.refs.Add(-1)
-		return prev
-	}
-	a.series[storage.SeriesRef(s.id)] = s
+	a.held = append(a.held, s)
 	return s
 }
 
@@ -115,8 +123,8 @@ func (a *appender) GetRef(ls labels.Labels, hash uint64) (storage.SeriesRef, lab
 	if s == nil {
 		return 0, labels.EmptyLabels()
 	}
-	s = a.hold(s)
-	return storage.SeriesRef(s.id), s.lset
+	a.last = a.hold(s)
+	return storage.SeriesRef(a.last.id), a.last.lset
 }
 
 // Commit writes the samples, any new series and postings, and metadata in
@@ -139,7 +147,7 @@ func (a *appender) Commit() error {
 	}
 	batch := db.pdb.NewBatch()
 	defer batch.Close()
-	for _, s := range a.series {
+	for _, s := range a.held {
 		if !s.persisted.Load() {
 			a.encBuf = encodeLabels(a.encBuf[:0], s.lset)
 			if err := batch.Set(keys.SeriesKey(stableHash(a.encBuf), s.id), a.encBuf, nil); err != nil {
@@ -183,7 +191,7 @@ func (a *appender) Commit() error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	db.meta.apply(a.metadata)
-	for _, s := range a.series {
+	for _, s := range a.held {
 		s.persisted.Store(true)
 	}
 	for _, p := range a.postings {
@@ -191,8 +199,8 @@ func (a *appender) Commit() error {
 		p.s.markDayLocked(p.day)
 		p.s.mu.Unlock()
 	}
-	for _, smp := range a.samples {
-		if err := db.applySample(a.series[storage.SeriesRef(smp.id)], smp.t, smp.v); err != nil {
+	for i, smp := range a.samples {
+		if err := db.applySample(a.targets[i], smp.t, smp.v); err != nil {
 			// The samples are durable in the WAL; the head is not. Stop
 			// accepting writes so the WAL is kept for the next start.
 			db.setFatal(err)
@@ -209,10 +217,10 @@ func (a *appender) Rollback() error {
 }
 
 func (a *appender) release() {
-	for _, s := range a.series {
+	for _, s := range a.held {
 		s.refs.Add(-1)
 	}
-	a.series, a.samples, a.postings, a.metadata = nil, nil, nil, nil
+	a.held, a.last, a.samples, a.targets, a.postings, a.metadata = nil, nil, nil, nil, nil, nil
 }
 
 // SetOptions is a no-op: the DB has no per-appender options.
