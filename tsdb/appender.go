@@ -21,13 +21,13 @@ func (db *DB) Appender(ctx context.Context) storage.Appender {
 }
 
 type appender struct {
-	db       *DB
-	ctx      context.Context
+	db  *DB
+	ctx context.Context
 	// held are the series this appender references (a series may appear
 	// more than once: each entry is one reference, dropped by release).
 	held     []*memSeries
 	last     *memSeries // the series of the last GetRef or Append
-	minT     int64                            // oldest timestamp the retention admits; 0 until first Append
+	minT     int64      // oldest timestamp the retention admits; 0 until first Append
 	samples  []walSample
 	targets  []*memSeries // the series of samples[i]
 	postings []seriesDay
