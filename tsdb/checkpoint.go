@@ -65,12 +65,6 @@ func (db *DB) checkpoint() error {
 			// the series has moved past it by the out-of-order window, or,
 			// for a series that stopped, the clock has.
 			complete := end+oooMs <= s.mu.maxT || end+oooMs <= now
-			if complete && b.needsCompaction() {
-				if err := b.compact(); err != nil {
-					s.mu.Unlock()
-					return fmt.Errorf("compact bucket %d of series %d: %w", b.idx, s.id, err)
-				}
-			}
 			if b.dirty {
 				val, err := b.bytes()
 				if err != nil {

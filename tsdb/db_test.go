@@ -12,6 +12,9 @@ import (
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
+
+	"github.com/immune-dev/immune/tsdb/chunk"
+	"github.com/immune-dev/immune/tsdb/internal/keys"
 )
 
 // base is a fixed wall clock for tests: 2026-01-01T00:00:00Z.
@@ -433,5 +436,78 @@ func TestClosedDBRefusesCalls(t *testing.T) {
 	}
 	if err := db.Checkpoint(); !errors.Is(err, ErrClosed) {
 		t.Errorf("checkpoint after close: got %v, want ErrClosed", err)
+	}
+}
+
+// storedFrames returns the sample count of each frame Pebble holds for a
+// series' bucket.
+func storedFrames(t *testing.T, db *DB, bucket uint32, id uint64) []int {
+	t.Helper()
+	val, closer, err := db.pdb.Get(keys.Chunk(bucket, id))
+	if err != nil {
+		t.Fatalf("bucket %d of series %d: %v", bucket, id, err)
+	}
+	defer closer.Close()
+	var counts []int
+	for rest := val; len(rest) > 0; {
+		var f chunk.Frame
+		if f, rest, err = chunk.ReadFrame(rest); err != nil {
+			t.Fatal(err)
+		}
+		samples, err := chunk.Decode(nil, chunk.AppendFrame(nil, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts = append(counts, len(samples))
+	}
+	return counts
+}
+
+func TestCompletedBucketsAreCompactedAndLeaveTheHead(t *testing.T) {
+	now := base.Add(time.Hour)
+	db := openTestDB(t, t.TempDir(), Options{OutOfOrderWindow: 90 * time.Minute, Now: func() time.Time { return now }})
+	defer db.Close()
+	ls := labels.FromStrings("__name__", "m")
+	// 500 samples, then a checkpoint that stores the open bucket as it is.
+	var want []sample
+	for i := range 500 {
+		want = append(want, sample{baseMs(time.Duration(i) * 10 * time.Second), float64(i)})
+	}
+	appendSamples(t, db, ls, want[:300]...)
+	if err := db.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	appendSamples(t, db, ls, want[300:]...)
+	// Out of order, inside the window: lands among the stored samples.
+	appendSamples(t, db, ls, sample{baseMs(5 * time.Second), -1})
+	want = append(want[:1], append([]sample{{baseMs(5 * time.Second), -1}}, want[1:]...)...)
+
+	// The bucket [0h, 2h) completes once the clock passes 2h + the window.
+	now = base.Add(2*time.Hour + 91*time.Minute)
+	if err := db.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	s := db.head.get(1)
+	if s != nil {
+		t.Fatalf("series still in the head with %d buckets after its only bucket completed", len(s.mu.buckets))
+	}
+	if got := storedFrames(t, db, uint32(baseMs(0)/db.bucketMs), 1); !slices.Equal(got, []int{480, 21}) {
+		t.Fatalf("stored frames hold %v samples, want full frames [480 21]", got)
+	}
+	if got := query(t, db, 0, baseMs(3*time.Hour))[ls.String()]; !equalSamples(got, want) {
+		t.Fatalf("got %d samples, want %d", len(got), len(want))
+	}
+
+	// A late sample for the bucket, still inside the window behind the
+	// series' newest sample, brings it back into the head from Pebble.
+	appendSamples(t, db, ls, sample{baseMs(15 * time.Second), -2})
+	want = append(want[:3], append([]sample{{baseMs(15 * time.Second), -2}}, want[3:]...)...)
+	for _, when := range []string{"from the head", "after the next checkpoint"} {
+		if got := query(t, db, 0, baseMs(3*time.Hour))[ls.String()]; !equalSamples(got, want) {
+			t.Fatalf("%s: got %d samples, want %d", when, len(got), len(want))
+		}
+		if err := db.Checkpoint(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

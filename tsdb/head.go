@@ -238,7 +238,6 @@ func (s *memSeries) removeBucketLocked(b *headBucket) {
 type headBucket struct {
 	idx     uint32
 	builder *chunk.Builder
-	frames  int            // frames in builder, sealed or open
 	samples int            // samples in builder
 	ooo     []chunk.Sample // out-of-order samples, newest write last
 	dirty   bool           // changed since last written to Pebble
@@ -270,9 +269,6 @@ func (b *headBucket) load(frames []byte) error {
 // replaces any sample at the same timestamp (last write wins).
 func (b *headBucket) insert(t int64, v float64) {
 	if b.samples == 0 || t > b.builder.MaxT() {
-		if b.builder.Len() == 0 || b.builder.Len() >= chunk.MaxSamplesPerFrame {
-			b.frames++
-		}
 		b.builder.Append(t, v)
 		b.samples++
 		b.dirty = true
@@ -289,15 +285,7 @@ func (b *headBucket) lastValueBits() uint64 {
 	return math.Float64bits(b.builder.LastValue())
 }
 
-// needsCompaction reports whether rewriting the bucket would merge
-// out-of-order samples or underfull frames.
-func (b *headBucket) needsCompaction() bool {
-	full := (b.samples + chunk.MaxSamplesPerFrame - 1) / chunk.MaxSamplesPerFrame
-	return len(b.ooo) > 0 || b.frames > full
-}
-
-// compact rewrites the bucket into full frames with the out-of-order samples
-// merged in.
+// compact rewrites the bucket with the out-of-order samples merged in.
 func (b *headBucket) compact() error {
 	samples, err := chunk.Decode(nil, b.builder.AppendTo(nil))
 	if err != nil {
