@@ -106,6 +106,12 @@ func TestAppendQueryRoundTrip(t *testing.T) {
 	if !equalSamples(got[a.String()], want) || len(got) != 1 {
 		t.Fatalf("got %d series, %d samples; want 1 series, %d samples", len(got), len(got[a.String()]), len(want))
 	}
+	// The widest range, as the series API asks by default, reads the same
+	// data (and skips the empty buckets and days back to 1970).
+	got = query(t, db, math.MinInt64, math.MaxInt64, labels.MustNewMatcher(labels.MatchEqual, "instance", "a"))
+	if !equalSamples(got[a.String()], want) {
+		t.Fatalf("widest range: got %d samples, want %d", len(got[a.String()]), len(want))
+	}
 	// A sub-range returns exactly the samples inside it.
 	got = query(t, db, baseMs(time.Hour), baseMs(3*time.Hour), labels.MustNewMatcher(labels.MatchEqual, "instance", "a"))
 	var sub []sample

@@ -81,7 +81,7 @@ func (q *querier) selectIDs(ctx context.Context, mint, maxt int64, ms []*labels.
 	}
 	defer r.close()
 	var ids []uint64
-	for day := first; day <= last; day++ {
+	for day, ok := r.nextDay(first, last); ok; day, ok = r.nextDay(day+1, last) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -123,7 +123,7 @@ func (q *querier) LabelNames(ctx context.Context, hints *storage.LabelHints, ms 
 			return nil, nil, err
 		}
 		defer r.close()
-		for day := first; day <= last; day++ {
+		for day, ok := r.nextDay(first, last); ok; day, ok = r.nextDay(day+1, last) {
 			if err := ctx.Err(); err != nil {
 				return nil, nil, err
 			}
@@ -166,7 +166,7 @@ func (q *querier) LabelValues(ctx context.Context, name string, hints *storage.L
 			return nil, nil, err
 		}
 		defer r.close()
-		for day := first; day <= last; day++ {
+		for day, ok := r.nextDay(first, last); ok; day, ok = r.nextDay(day+1, last) {
 			if err := ctx.Err(); err != nil {
 				return nil, nil, err
 			}
@@ -215,13 +215,19 @@ func (db *DB) labelsOf(id uint64, sb *labels.ScratchBuilder) (labels.Labels, err
 	return db.seriesLabels(id, sb)
 }
 
-// series is one selected series with its stored bucket values, in time order.
+// series is one selected series with its stored buckets in time order.
 type series struct {
 	lset    labels.Labels
 	id      uint64
 	mint    int64
 	maxt    int64
-	buckets [][]byte
+	buckets []bucketData
+}
+
+// bucketData is one bucket's frames.
+type bucketData struct {
+	idx    uint32
+	frames []byte
 }
 
 // loadSeries reads the labels and, unless labelsOnly, the samples in
@@ -232,14 +238,13 @@ func (db *DB) loadSeries(ctx context.Context, ids []uint64, mint, maxt int64, la
 	out := make([]*series, 0, len(ids))
 	var sb labels.ScratchBuilder
 	firstB, lastB := uint32(mint/db.bucketMs), uint32(maxt/db.bucketMs)
-	nb := int(lastB - firstB + 1)
 	for _, id := range ids {
 		s := &series{id: id, mint: mint, maxt: maxt}
 		if hs := db.head.get(id); hs != nil {
 			s.lset = hs.lset
 			if !labelsOnly {
-				s.buckets = make([][]byte, nb)
-				if err := hs.snapshot(s.buckets, firstB, lastB); err != nil {
+				var err error
+				if s.buckets, err = hs.snapshot(firstB, lastB); err != nil {
 					return nil, err
 				}
 			}
@@ -263,16 +268,19 @@ func (db *DB) loadSeries(ctx context.Context, ids []uint64, mint, maxt int64, la
 		return nil, err
 	}
 	defer it.Close()
-	// Bucket-major, IDs ascending: every seek moves forward in key order.
-	for bi := range nb {
-		bucket := firstB + uint32(bi)
-		for _, s := range out {
-			if s.buckets == nil {
-				s.buckets = make([][]byte, nb)
-			} else if s.buckets[bi] != nil {
+	fromDisk := make([][]bucketData, len(out))
+	// Bucket-major, IDs ascending, so every seek moves forward in key
+	// order; buckets with no data at all are skipped with one seek.
+	for b := firstB; it.SeekGE(keys.ChunkBucketPrefix(b)); b++ {
+		var err error
+		if b, _, err = keys.ParseChunk(it.Key()); err != nil {
+			return nil, err
+		}
+		for i, s := range out {
+			if hasBucket(s.buckets, b) {
 				continue // the head's copy is a superset
 			}
-			key := keys.Chunk(bucket, s.id)
+			key := keys.Chunk(b, s.id)
 			if !it.SeekGE(key) || !bytes.Equal(it.Key(), key) {
 				continue
 			}
@@ -280,31 +288,58 @@ func (db *DB) loadSeries(ctx context.Context, ids []uint64, mint, maxt int64, la
 			if err != nil {
 				return nil, err
 			}
-			s.buckets[bi] = bytes.Clone(val)
+			fromDisk[i] = append(fromDisk[i], bucketData{b, bytes.Clone(val)})
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		if b == lastB {
+			break
+		}
 	}
-	return out, it.Error()
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	for i, s := range out {
+		s.buckets = mergeBuckets(s.buckets, fromDisk[i])
+	}
+	return out, nil
 }
 
-// snapshot copies the frames of the head buckets in [first, last] into dst,
-// indexed from first.
-func (s *memSeries) snapshot(dst [][]byte, first, last uint32) error {
+func hasBucket(bs []bucketData, idx uint32) bool {
+	_, found := slices.BinarySearchFunc(bs, idx, func(b bucketData, idx uint32) int { return cmpInt64(int64(b.idx), int64(idx)) })
+	return found
+}
+
+// mergeBuckets merges two lists ordered by bucket with no bucket in both.
+func mergeBuckets(a, b []bucketData) []bucketData {
+	if len(b) == 0 {
+		return a
+	}
+	if len(a) == 0 {
+		return b
+	}
+	out := append(a, b...)
+	slices.SortFunc(out, func(x, y bucketData) int { return cmpInt64(int64(x.idx), int64(y.idx)) })
+	return out
+}
+
+// snapshot copies the frames of the head buckets in [first, last].
+func (s *memSeries) snapshot(first, last uint32) ([]bucketData, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var out []bucketData
 	for _, b := range s.mu.buckets {
 		if b.idx < first || b.idx > last {
 			continue
 		}
 		val, err := b.bytes()
 		if err != nil {
-			return fmt.Errorf("series %d bucket %d: %w", s.id, b.idx, err)
+			return nil, fmt.Errorf("series %d bucket %d: %w", s.id, b.idx, err)
 		}
-		dst[b.idx-first] = val
+		out = append(out, bucketData{b.idx, val})
 	}
-	return nil
+	return out, nil
 }
 
 type seriesSet struct {
@@ -345,13 +380,10 @@ func (it *seriesIterator) reset(s *series) {
 
 // openNext opens the next non-empty bucket.
 func (it *seriesIterator) openNext() bool {
-	for it.next < len(it.s.buckets) {
-		b := it.s.buckets[it.next]
+	if it.next < len(it.s.buckets) {
+		it.cur.Reset(it.s.buckets[it.next].frames)
 		it.next++
-		if b != nil {
-			it.cur.Reset(b)
-			return true
-		}
+		return true
 	}
 	it.done = true
 	return false
@@ -431,6 +463,16 @@ func (db *DB) newIndexReader() (*indexReader, error) {
 }
 
 func (r *indexReader) close() { r.it.Close() }
+
+// nextDay returns the first day in [from, to] that has postings, so ranges
+// reaching back to 1970 cost one seek, not one per day.
+func (r *indexReader) nextDay(from, to uint32) (uint32, bool) {
+	if from > to || !r.it.SeekGE(keys.PostingsDayPrefix(from)) {
+		return 0, false
+	}
+	day, _, _, _, err := keys.ParsePostings(r.it.Key())
+	return day, err == nil && day <= to
+}
 
 // postings returns the sorted IDs of series with name=value on day; name ""
 // and value "" select every series of the day.

@@ -48,8 +48,10 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 		go func() {
 			// Each cycle writes the same workload shifted in time, so
 			// cycles add new samples to the same series.
+			// Alternate the protocols: both must be durable.
+			proto := []bench.Protocol{bench.RemoteWriteV1, bench.RemoteWriteV2}[cycle%2]
 			_, err := bench.Write(ctx, bench.WriteOptions{
-				URL: base + "/api/v1/write", Series: series, Steps: steps, Interval: time.Second,
+				URL: base + "/api/v1/write", Protocol: proto, Series: series, Steps: steps, Interval: time.Second,
 				Start: start.Add(time.Duration(cycle) * 100 * time.Millisecond), BatchSize: 400, Concurrency: 4, Seed: seed,
 				OnAck: func(samples []bench.Sample) {
 					mu.Lock()

@@ -1,0 +1,101 @@
+package bench
+
+import (
+	"context"
+	"net/http/httptest"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+
+	"github.com/immune-dev/immune/ingest/remotewrite"
+	"github.com/immune-dev/immune/tsdb"
+)
+
+func TestWorkloadIsDeterministic(t *testing.T) {
+	a, b := NewWorkload(300, 7), NewWorkload(300, 7)
+	other := NewWorkload(300, 8)
+	differs := false
+	ts := time.Unix(1_800_000_000, 0)
+	for step := range 5 {
+		at := ts.Add(time.Duration(step) * 15 * time.Second)
+		for i := range a.Len() {
+			if !labels.Equal(a.Labels(i), b.Labels(i)) {
+				t.Fatalf("series %d: labels differ for one seed", i)
+			}
+			va, vb := a.Next(i, at), b.Next(i, at)
+			if va != vb {
+				t.Fatalf("series %d step %d: %v and %v for one seed", i, step, va, vb)
+			}
+			differs = differs || other.Next(i, at) != va
+		}
+	}
+	if !differs {
+		t.Fatal("another seed gave the same values")
+	}
+	if a.Len() != 300 || seriesPerHost < 50 {
+		t.Fatalf("got %d series, %d per host", a.Len(), seriesPerHost)
+	}
+}
+
+// TestWriteIsAcknowledgedAndStored sends the workload over both protocols
+// to the real receiver and store and checks every sample arrived.
+func TestWriteIsAcknowledgedAndStored(t *testing.T) {
+	for _, proto := range []Protocol{RemoteWriteV1, RemoteWriteV2} {
+		t.Run(string(proto), func(t *testing.T) {
+			db, err := tsdb.Open(t.TempDir(), tsdb.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			srv := httptest.NewServer(remotewrite.NewHandler(db, remotewrite.Options{}))
+			defer srv.Close()
+			var acked atomic.Int64 // OnAck runs on the senders' goroutines
+			res, err := Write(context.Background(), WriteOptions{
+				URL: srv.URL, Protocol: proto, Series: 250, Steps: 7, BatchSize: 100, Concurrency: 3,
+				OnAck: func(s []Sample) { acked.Add(int64(len(s))) },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Acked != 250*7 || res.Rejected != 0 || acked.Load() != res.Acked {
+				t.Fatalf("acked %d (callback %d), rejected %d; want %d, 0", res.Acked, acked.Load(), res.Rejected, 250*7)
+			}
+			q, err := db.Querier(0, time.Now().UnixMilli()+1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q.Close()
+			set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "job", "node"))
+			series, samples := 0, 0
+			var it chunkenc.Iterator
+			for set.Next() {
+				series++
+				it = set.At().Iterator(it)
+				for it.Next() != chunkenc.ValNone {
+					samples++
+				}
+			}
+			if series != 250 || samples != 250*7 {
+				t.Fatalf("stored %d series, %d samples; want 250, %d", series, samples, 250*7)
+			}
+		})
+	}
+}
+
+func TestProcessCPUAndPeakRSS(t *testing.T) {
+	cpu, err := ProcessCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rss, err := PeakRSS(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cpu < 0 || rss <= 0 {
+		t.Fatalf("cpu %s, peak RSS %d", cpu, rss)
+	}
+}
