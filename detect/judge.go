@@ -1,0 +1,281 @@
+package detect
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/immune-dev/immune/detect/stats"
+)
+
+// JudgeOptions sets the error rates of verdicts. Zero fields take defaults.
+type JudgeOptions struct {
+	// FailAlpha bounds the probability that a deployment within tolerance
+	// on every metric is ever failed, over the whole rollout and however
+	// often it is evaluated. It is split evenly over the critical metrics.
+	// Zero means 0.01.
+	FailAlpha float64
+	// PassAlpha bounds, per metric, the probability of passing a canary
+	// that is worse than tolerated on that metric. Zero means 0.05.
+	PassAlpha float64
+}
+
+func (o JudgeOptions) withDefaults() JudgeOptions {
+	if o.FailAlpha <= 0 {
+		o.FailAlpha = 0.01
+	}
+	if o.PassAlpha <= 0 {
+		o.PassAlpha = 0.05
+	}
+	return o
+}
+
+// MetricData is what one metric measured over the deployment so far, one
+// entry per step since the start.
+type MetricData struct {
+	// Steps holds a count metric's events and exposure.
+	Steps []stats.CountStep
+	// Canary and Baseline hold a latency or gauge metric's values, NaN
+	// where a step had none.
+	Canary, Baseline []float64
+	// PreCanary and PreBaseline are the same cohorts' values before the
+	// deploy, to remove a difference the canary hosts already had.
+	PreCanary, PreBaseline []float64
+	// CanarySeen and BaselineSeen tell whether the queries returned any
+	// series at all, which separates a missing metric from no traffic.
+	CanarySeen, BaselineSeen bool
+	// BaselineSource names what the baseline is ("concurrent", "1d").
+	BaselineSource string
+	// Err is a query failure.
+	Err error
+}
+
+// Judge evaluates a deployment from its metrics' data: it fails as soon as
+// a critical metric shows a regression beyond tolerance, passes once every
+// critical metric shows evidence of being within tolerance and the minimum
+// bake time is over, and otherwise stays pending until the maximum bake
+// time, when it is inconclusive.
+func Judge(d *Deployment, p Profile, data []MetricData, now time.Time, opts JudgeOptions) Verdict {
+	opts = opts.withDefaults()
+	stage, _, _ := d.StageAt(now)
+	v := Verdict{At: now, Stage: stage}
+	critical := 0
+	for _, m := range p.Metrics {
+		if m.Critical {
+			critical++
+		}
+	}
+	failThreshold := float64(max(critical, 1)) / opts.FailAlpha
+	passThreshold := 1 / opts.PassAlpha
+	elapsed := now.Sub(d.Start)
+
+	for i, m := range p.Metrics {
+		var md MetricData
+		if i < len(data) {
+			md = data[i]
+		}
+		v.Metrics = append(v.Metrics, judgeMetric(m, md, failThreshold, passThreshold, opts.FailAlpha/float64(max(critical, 1))))
+	}
+
+	for _, c := range d.Checks {
+		if c.Critical && !c.Passed {
+			v.Verdict, v.Reason = Fail, fmt.Sprintf("check %q failed: %s", c.Name, c.Details)
+			return v
+		}
+	}
+	var failed, waiting []string
+	allPass := true
+	var eta float64
+	for _, mv := range v.Metrics {
+		if !mv.Critical {
+			continue
+		}
+		switch mv.Verdict {
+		case Fail:
+			failed = append(failed, mv.Name+": "+mv.Reason)
+		case Pass:
+		default:
+			allPass = false
+			waiting = append(waiting, mv.Name+": "+mv.Reason)
+			eta = max(eta, metricETA(mv, elapsed))
+		}
+	}
+	switch {
+	case len(failed) > 0:
+		v.Verdict, v.Reason = Fail, strings.Join(failed, "; ")
+	case allPass && elapsed >= time.Duration(d.MinBake):
+		v.Verdict, v.Reason = Pass, "every critical metric is within tolerance"
+	case elapsed >= time.Duration(d.MaxBake):
+		v.Verdict = Inconclusive
+		v.Reason = "maximum bake time reached without enough evidence: " + strings.Join(waiting, "; ")
+	default:
+		v.Verdict = Pending
+		if allPass {
+			v.Reason = "within tolerance; baking until the minimum bake time"
+		} else {
+			v.Reason = strings.Join(waiting, "; ")
+		}
+		remaining := time.Duration(d.MaxBake) - elapsed
+		eta = max(eta, (time.Duration(d.MinBake) - elapsed).Seconds())
+		eta = math.Ceil(min(eta, remaining.Seconds()))
+		v.ETASeconds = &eta
+	}
+	return v
+}
+
+// metricETA extrapolates the growth of the leading e-value to its
+// threshold: log e-values grow about linearly in time under a steady
+// effect. Without growth it returns +Inf (the caller caps it).
+func metricETA(mv MetricVerdict, elapsed time.Duration) float64 {
+	e, target := float64(mv.Evidence.Worse), float64(mv.Evidence.FailThreshold)
+	if ne := float64(mv.Evidence.NotWorse); ne > e {
+		e, target = ne, float64(mv.Evidence.PassThreshold)
+	}
+	if !(e > 1) || elapsed <= 0 {
+		return math.Inf(1)
+	}
+	rate := math.Log(e) / elapsed.Seconds()
+	return math.Max(0, (math.Log(target)-math.Log(e))/rate)
+}
+
+func judgeMetric(m Metric, md MetricData, failThreshold, passThreshold, failAlpha float64) MetricVerdict {
+	mv := MetricVerdict{Name: m.Name, Kind: m.Kind, Critical: m.Critical, BaselineSource: md.BaselineSource,
+		Effect:   Interval{Estimate: Number(math.NaN()), Lower: Number(math.NaN()), Upper: Number(math.NaN())},
+		Evidence: Evidence{Worse: 1, NotWorse: 1, FailThreshold: Number(failThreshold), PassThreshold: Number(passThreshold)},
+	}
+	if md.Err != nil {
+		mv.Verdict, mv.Reason = Error, "query failed: "+md.Err.Error()
+		return mv
+	}
+	if !md.CanarySeen && !md.BaselineSeen {
+		mv.Verdict, mv.Reason = Error, "metric missing: no series for the canary or the baseline"
+		return mv
+	}
+	increaseBad := m.bad() == Increase
+	var worse, notWorse float64
+	switch m.Kind {
+	case KindCount:
+		ev := stats.RateRatio(md.Steps, m.boundary(), increaseBad, failAlpha)
+		mv.Canary, mv.Baseline = countSummaries(md.Steps)
+		mv.N = len(md.Steps)
+		if float64(mv.Canary.Exposure) <= 0 {
+			mv.Verdict, mv.Reason = NoData, "no traffic on the canary yet"
+			return mv
+		}
+		if float64(mv.Baseline.Exposure) <= 0 {
+			mv.Verdict, mv.Reason = NoData, "no traffic on the baseline"
+			return mv
+		}
+		worse, notWorse = ev.Worse, ev.NotWorse
+		mv.Effect = Interval{Number(ev.Estimate), Number(ev.Lower), Number(ev.Upper)}
+		if m.Limit > 0 {
+			lim := stats.AgainstLimit(float64(mv.Canary.Events), float64(mv.Canary.Exposure), m.Limit)
+			mv.Evidence.LimitBelow = Number(lim.Below)
+			notWorse = max(notWorse, lim.Below)
+		}
+	default:
+		offset := 0.0
+		if pre := stats.LogRatios(md.PreCanary, md.PreBaseline, 0); len(pre) >= 10 {
+			slices.Sort(pre)
+			offset = pre[len(pre)/2]
+			mv.Evidence.PreDeployLogRatio = Number(offset)
+		}
+		ev := stats.PairedShift(md.Canary, md.Baseline, offset, m.boundary(), increaseBad, failAlpha)
+		mv.Canary, mv.Baseline = valueSummary(md.Canary), valueSummary(md.Baseline)
+		mv.N = ev.N
+		if mv.Canary.Points == 0 {
+			mv.Verdict, mv.Reason = NoData, "no canary data yet"
+			return mv
+		}
+		if ev.N == 0 {
+			mv.Verdict, mv.Reason = NoData, "no baseline data at the canary's steps"
+			return mv
+		}
+		worse, notWorse = ev.Worse, ev.NotWorse
+		mv.Effect = Interval{Number(ev.Estimate), Number(ev.Lower), Number(ev.Upper)}
+	}
+	mv.Evidence.Worse, mv.Evidence.NotWorse = Number(worse), Number(notWorse)
+	change := describeEffect(mv.Effect)
+	switch {
+	case worse >= failThreshold:
+		mv.Verdict = Fail
+		mv.Reason = fmt.Sprintf("%s vs baseline, beyond the %s tolerance (evidence %.3g >= %.3g)", change, tolerance(m), worse, failThreshold)
+	case notWorse >= passThreshold:
+		mv.Verdict = Pass
+		mv.Reason = fmt.Sprintf("%s vs baseline, within the %s tolerance (evidence %.3g >= %.3g)", change, tolerance(m), notWorse, passThreshold)
+	default:
+		mv.Verdict = Pending
+		mv.Reason = fmt.Sprintf("%s vs baseline so far; not enough evidence yet (worse %.3g, within %.3g)", change, worse, notWorse)
+	}
+	return mv
+}
+
+func tolerance(m Metric) string {
+	sign := "+"
+	if m.bad() == Decrease {
+		sign = "-"
+	}
+	return fmt.Sprintf("%s%g%%", sign, m.Tolerance*100)
+}
+
+// describeEffect renders a ratio and its interval as percent changes.
+func describeEffect(e Interval) string {
+	pct := func(r Number) string {
+		f := float64(r)
+		switch {
+		case math.IsNaN(f):
+			return "?"
+		case math.IsInf(f, 1) || f > 1e5:
+			return "+inf"
+		}
+		return fmt.Sprintf("%+.1f%%", (f-1)*100)
+	}
+	if math.IsNaN(float64(e.Estimate)) {
+		return "no estimate"
+	}
+	return fmt.Sprintf("%s [%s, %s]", pct(e.Estimate), pct(e.Lower), pct(e.Upper))
+}
+
+func countSummaries(steps []stats.CountStep) (canary, baseline Summary) {
+	for _, s := range steps {
+		canary.Events += Number(s.CanaryEvents)
+		canary.Exposure += Number(s.CanaryExposure)
+		baseline.Events += Number(s.BaselineEvents)
+		baseline.Exposure += Number(s.BaselineExposure)
+		if s.CanaryExposure > 0 {
+			canary.Points++
+		}
+		if s.BaselineExposure > 0 {
+			baseline.Points++
+		}
+	}
+	rate := func(s *Summary) {
+		s.Mean, s.Median = Number(math.NaN()), Number(math.NaN())
+		if s.Exposure > 0 {
+			s.Mean = s.Events / s.Exposure
+		}
+	}
+	rate(&canary)
+	rate(&baseline)
+	return canary, baseline
+}
+
+func valueSummary(values []float64) Summary {
+	var finite []float64
+	var sum float64
+	for _, v := range values {
+		if !math.IsNaN(v) && !math.IsInf(v, 0) {
+			finite = append(finite, v)
+			sum += v
+		}
+	}
+	s := Summary{Mean: Number(math.NaN()), Median: Number(math.NaN()), Points: len(finite)}
+	if len(finite) > 0 {
+		slices.Sort(finite)
+		s.Mean = Number(sum / float64(len(finite)))
+		s.Median = Number(finite[len(finite)/2])
+	}
+	return s
+}

@@ -1,0 +1,306 @@
+package detect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// ErrInvalid wraps errors in what a client sent; the API answers 400.
+var ErrInvalid = errors.New("invalid request")
+
+// ErrTerminal is returned when changing a deployment that has finished.
+var ErrTerminal = errors.New("deployment already finished")
+
+// Options configures a Service. Zero fields take the documented defaults.
+type Options struct {
+	// Logger receives evaluation errors. Nil discards them.
+	Logger *slog.Logger
+	// Interval is how often every active deployment is evaluated. Zero
+	// means 15s.
+	Interval time.Duration
+	// Workers bounds the deployments evaluated at once. Zero means 4.
+	Workers int
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+	// Judge sets the verdicts' error rates.
+	Judge JudgeOptions
+	// Profiles are profiles from a file, beside the built-in default and
+	// those registered through the API.
+	Profiles []Profile
+}
+
+// Service owns deployments: registration, changes, evaluation and the
+// detector loop that evaluates every active deployment each interval.
+type Service struct {
+	store *Store
+	src   Source
+	opts  Options
+	log   *slog.Logger
+
+	mu       sync.RWMutex
+	profiles map[string]Profile
+}
+
+// NewService returns a service over a store and a metrics source.
+func NewService(store *Store, src Source, opts Options) (*Service, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = 15 * time.Second
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Service{store: store, src: src, opts: opts, log: opts.Logger, profiles: map[string]Profile{}}
+	def := DefaultProfile()
+	s.profiles[def.Name] = def
+	stored, err := store.Profiles()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range append(opts.Profiles, stored...) {
+		if err := p.Validate(); err != nil {
+			return nil, err
+		}
+		s.profiles[p.Name] = p
+	}
+	return s, nil
+}
+
+// Profile returns the named profile.
+func (s *Service) Profile(name string) (Profile, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	p, ok := s.profiles[name]
+	return p, ok
+}
+
+// Profiles returns every known profile.
+func (s *Service) Profiles() []Profile {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]Profile, 0, len(s.profiles))
+	for _, p := range s.profiles {
+		out = append(out, p)
+	}
+	return out
+}
+
+// PutProfile validates and stores a profile; it replaces one of the same
+// name, except the built-in default.
+func (s *Service) PutProfile(p Profile) error {
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if p.Name == DefaultProfileName {
+		return fmt.Errorf("%w: the %q profile is built in", ErrInvalid, DefaultProfileName)
+	}
+	if err := s.store.PutProfile(p); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.profiles[p.Name] = p
+	s.mu.Unlock()
+	return nil
+}
+
+// canaryLookback is how far back a new canary selector must match series.
+const canaryLookback = 10 * time.Minute
+
+// Register validates and stores a new deployment and evaluates it once.
+func (s *Service) Register(ctx context.Context, d *Deployment) (*Deployment, error) {
+	now := s.opts.Now()
+	d.ID, d.State, d.Verdict, d.Checks = "", Pending, nil, nil
+	if err := d.Validate(now, s.Profile); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	for i, st := range d.Stages {
+		if err := validateStage(d, st); err != nil {
+			return nil, fmt.Errorf("%w: stage %d: %v", ErrInvalid, i, err)
+		}
+	}
+	if err := s.requireSeries(ctx, d.Canary, now); err != nil {
+		return nil, err
+	}
+	if err := s.store.Create(d); err != nil {
+		return nil, err
+	}
+	return s.Evaluate(ctx, d.ID)
+}
+
+// requireSeries fails with ErrInvalid when selector matched no series in
+// the last canaryLookback.
+func (s *Service) requireSeries(ctx context.Context, selector string, now time.Time) error {
+	q := fmt.Sprintf("count(last_over_time(%s[%s]))", selector, formatStep(canaryLookback))
+	series, err := s.src.QueryRange(ctx, q, now, now, time.Minute)
+	if err != nil {
+		return fmt.Errorf("check canary selector: %w", err)
+	}
+	if len(series) == 0 {
+		return fmt.Errorf("%w: canary selector %s matches no series in the last %s: is the canary reporting, and are its labels right?", ErrInvalid, selector, canaryLookback)
+	}
+	return nil
+}
+
+func validateStage(d *Deployment, st Stage) error {
+	_, canary, baseline := d.StageAt(st.At)
+	if st.Canary != "" {
+		canary = st.Canary
+	}
+	if st.Baseline != "" {
+		baseline = st.Baseline
+	}
+	return validateCohorts(canary, baseline)
+}
+
+// AddStage records that the canary grew. The stage starts now unless it
+// says otherwise; it may not start before the previous one.
+func (s *Service) AddStage(ctx context.Context, id string, st Stage) (*Deployment, error) {
+	now := s.opts.Now()
+	if st.At.IsZero() {
+		st.At = now
+	}
+	if st.Canary != "" {
+		if err := s.requireSeries(ctx, st.Canary, now); err != nil {
+			return nil, err
+		}
+	}
+	return s.store.Update(id, func(d *Deployment) error {
+		if d.State.Terminal() {
+			return fmt.Errorf("%w: %s is %s", ErrTerminal, id, d.State)
+		}
+		if st.At.Before(d.Start) || (len(d.Stages) > 0 && st.At.Before(d.Stages[len(d.Stages)-1].At)) {
+			return fmt.Errorf("%w: a stage may not start before the deployment or the previous stage", ErrInvalid)
+		}
+		if st.At.After(now.Add(time.Minute)) {
+			return fmt.Errorf("%w: stage start %s is in the future", ErrInvalid, st.At.Format(time.RFC3339))
+		}
+		if err := validateStage(d, st); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		d.Stages = append(d.Stages, st)
+		return nil
+	})
+}
+
+// AddCheck records external evidence; a failed critical check fails the
+// deployment at its next evaluation, which this call runs at once.
+func (s *Service) AddCheck(ctx context.Context, id string, c Check) (*Deployment, error) {
+	if c.Name == "" {
+		return nil, fmt.Errorf("%w: check name is required", ErrInvalid)
+	}
+	c.At = s.opts.Now()
+	if _, err := s.store.Update(id, func(d *Deployment) error {
+		if d.State.Terminal() {
+			return fmt.Errorf("%w: %s is %s", ErrTerminal, id, d.State)
+		}
+		d.Checks = append(d.Checks, c)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return s.Evaluate(ctx, id)
+}
+
+// Abort ends a deployment as aborted.
+func (s *Service) Abort(id, reason string) (*Deployment, error) {
+	return s.store.Update(id, func(d *Deployment) error {
+		if d.State.Terminal() {
+			return fmt.Errorf("%w: %s is %s", ErrTerminal, id, d.State)
+		}
+		if reason == "" {
+			reason = "aborted by the deploy tool"
+		}
+		d.State = Aborted
+		d.Verdict = &Verdict{At: s.opts.Now(), Verdict: Aborted, Reason: reason}
+		return nil
+	})
+}
+
+// Get returns a deployment.
+func (s *Service) Get(id string) (*Deployment, error) { return s.store.Get(id) }
+
+// List returns deployments, filtered by service and state when not empty.
+func (s *Service) List(service string, state Status) ([]*Deployment, error) {
+	return s.store.List(func(d *Deployment) bool {
+		return (service == "" || d.Service == service) && (state == "" || d.State == state)
+	})
+}
+
+// History returns a deployment's verdicts, oldest first.
+func (s *Service) History(id string, limit int) ([]Verdict, error) {
+	if _, err := s.store.Get(id); err != nil {
+		return nil, err
+	}
+	return s.store.History(id, limit)
+}
+
+// Evaluate judges a deployment now and records the verdict. A finished
+// deployment is returned as it is.
+func (s *Service) Evaluate(ctx context.Context, id string) (*Deployment, error) {
+	d, err := s.store.Get(id)
+	if err != nil || d.State.Terminal() {
+		return d, err
+	}
+	p, ok := s.Profile(d.Profile)
+	if !ok {
+		return nil, fmt.Errorf("deployment %s: profile %q is gone", id, d.Profile)
+	}
+	now := s.opts.Now()
+	data, err := Collect(ctx, s.src, d, p, now)
+	if err != nil {
+		return nil, fmt.Errorf("deployment %s: %w", id, err)
+	}
+	return s.store.Record(id, Judge(d, p, data, now, s.opts.Judge))
+}
+
+// Run evaluates every active deployment each interval until ctx ends, at
+// most Workers at a time. Deployments left active by a restart resume.
+func (s *Service) Run(ctx context.Context) error {
+	ticker := time.NewTicker(s.opts.Interval)
+	defer ticker.Stop()
+	for {
+		s.evaluateActive(ctx)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ticker.C:
+		}
+	}
+}
+
+func (s *Service) evaluateActive(ctx context.Context) {
+	active, err := s.store.List(func(d *Deployment) bool { return !d.State.Terminal() })
+	if err != nil {
+		s.log.Error("list deployments", "err", err)
+		return
+	}
+	sem := make(chan struct{}, s.opts.Workers)
+	var wg sync.WaitGroup
+	for _, d := range active {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			ectx, cancel := context.WithTimeout(ctx, s.opts.Interval)
+			defer cancel()
+			if _, err := s.Evaluate(ectx, d.ID); err != nil && ctx.Err() == nil {
+				s.log.Error("evaluate deployment", "id", d.ID, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,230 @@
+package detect
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// ErrNotFound is returned for an unknown deployment.
+var ErrNotFound = errors.New("deployment not found")
+
+// Store keeps deployments, their verdict history and API-registered
+// profiles in a Pebble database of their own, synced on every write, so a
+// registration or verdict that was acknowledged survives a crash.
+//
+// Keys: "d" id → deployment JSON (with its latest verdict);
+// "h" id 0x00 seq(8) → verdict JSON; "p" name → profile JSON.
+type Store struct {
+	db *pebble.DB
+	// mu serialises read-modify-write updates of deployments.
+	mu sync.Mutex
+}
+
+// OpenStore opens or creates the store in dir. log receives Pebble's
+// errors; nil discards them.
+func OpenStore(dir string, log *slog.Logger) (*Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebbleLogger{log}})
+	if err != nil {
+		return nil, fmt.Errorf("open deployment store: %w", err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the store.
+func (s *Store) Close() error { return s.db.Close() }
+
+func deploymentKey(id string) []byte { return append([]byte("d"), id...) }
+func historyPrefix(id string) []byte { return append(append([]byte("h"), id...), 0) }
+func profileKey(name string) []byte  { return append([]byte("p"), name...) }
+
+var idUnsafe = regexp.MustCompile(`[^a-z0-9.-]+`)
+
+// newID returns a readable unique ID: service-version-random.
+func newID(service, version string) string {
+	var b [4]byte
+	rand.Read(b[:])
+	prefix := idUnsafe.ReplaceAllString(strings.ToLower(service+"-"+version), "-")
+	if len(prefix) > 48 {
+		prefix = prefix[:48]
+	}
+	return strings.Trim(prefix, "-") + "-" + hex.EncodeToString(b[:])
+}
+
+// Create stores a new deployment, assigning its ID.
+func (s *Store) Create(d *Deployment) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d.ID = newID(d.Service, d.Version)
+	return s.putLocked(d)
+}
+
+func (s *Store) putLocked(d *Deployment) error {
+	val, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	return s.db.Set(deploymentKey(d.ID), val, pebble.Sync)
+}
+
+// Get returns the deployment with this ID.
+func (s *Store) Get(id string) (*Deployment, error) {
+	val, closer, err := s.db.Get(deploymentKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	var d Deployment
+	if err := json.Unmarshal(val, &d); err != nil {
+		return nil, fmt.Errorf("deployment %q: %w", id, err)
+	}
+	return &d, nil
+}
+
+// Update applies f to the stored deployment and stores the result, unless
+// f returns an error.
+func (s *Store) Update(id string, f func(*Deployment) error) (*Deployment, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, err := s.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	if err := f(d); err != nil {
+		return nil, err
+	}
+	return d, s.putLocked(d)
+}
+
+// Record stores a verdict: it becomes the deployment's latest and is added
+// to its history, in one synced batch. A deployment that reached a
+// terminal state meanwhile (an abort) keeps it.
+func (s *Store) Record(id string, v Verdict) (*Deployment, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, err := s.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	if d.State.Terminal() {
+		return d, nil
+	}
+	d.State, d.Verdict = v.Verdict, &v
+	dv, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	vv, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	key := binary.BigEndian.AppendUint64(historyPrefix(id), uint64(v.At.UnixNano()))
+	if err := b.Set(key, vv, nil); err != nil {
+		return nil, err
+	}
+	if err := b.Set(deploymentKey(id), dv, nil); err != nil {
+		return nil, err
+	}
+	return d, b.Commit(pebble.Sync)
+}
+
+// List returns the deployments keep accepts, in ID order.
+func (s *Store) List(keep func(*Deployment) bool) ([]*Deployment, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte("d"), UpperBound: []byte("e")})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []*Deployment
+	for it.First(); it.Valid(); it.Next() {
+		var d Deployment
+		if err := json.Unmarshal(it.Value(), &d); err != nil {
+			return nil, fmt.Errorf("deployment %q: %w", it.Key()[1:], err)
+		}
+		if keep == nil || keep(&d) {
+			out = append(out, &d)
+		}
+	}
+	return out, it.Error()
+}
+
+// History returns the deployment's verdicts, oldest first, at most limit
+// of the newest (all if limit <= 0).
+func (s *Store) History(id string, limit int) ([]Verdict, error) {
+	prefix := historyPrefix(id)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: append(bytes.Clone(prefix[:len(prefix)-1]), 1)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []Verdict
+	for ok := it.Last(); ok && (limit <= 0 || len(out) < limit); ok = it.Prev() {
+		var v Verdict
+		if err := json.Unmarshal(it.Value(), &v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, it.Error()
+}
+
+// PutProfile stores a profile registered through the API.
+func (s *Store) PutProfile(p Profile) error {
+	val, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return s.db.Set(profileKey(p.Name), val, pebble.Sync)
+}
+
+// Profiles returns the profiles registered through the API.
+func (s *Store) Profiles() ([]Profile, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte("p"), UpperBound: []byte("q")})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []Profile
+	for it.First(); it.Valid(); it.Next() {
+		var p Profile
+		if err := json.Unmarshal(it.Value(), &p); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, it.Error()
+}
+
+// pebbleLogger sends Pebble's errors to slog and drops its chatter.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (pebbleLogger) Infof(string, ...any) {}
+func (l pebbleLogger) Errorf(f string, args ...any) {
+	l.log.Error(fmt.Sprintf(f, args...), "component", "deployment-store")
+}
+func (l pebbleLogger) Fatalf(f string, args ...any) {
+	l.log.Error(fmt.Sprintf(f, args...), "component", "deployment-store")
+	os.Exit(1)
+}
