@@ -96,6 +96,7 @@ type MetricVerdict struct {
 	Name     string `json:"name"`
 	Kind     Kind   `json:"kind"`
 	Critical bool   `json:"critical"`
+	Guard    bool   `json:"guard,omitempty"`
 	Verdict  Status `json:"verdict"`
 	Reason   string `json:"reason"`
 	// BaselineSource says what the canary was compared with: the

@@ -61,9 +61,9 @@ func Judge(d *Deployment, p Profile, data []MetricData, now time.Time, opts Judg
 	opts = opts.withDefaults()
 	stage, _, _ := d.StageAt(now)
 	v := Verdict{At: now, Stage: stage}
-	critical := 0
+	critical := 0 // the metrics that can fail the deployment share its error budget
 	for _, m := range p.Metrics {
-		if m.Critical {
+		if m.decides() {
 			critical++
 		}
 	}
@@ -89,13 +89,17 @@ func Judge(d *Deployment, p Profile, data []MetricData, now time.Time, opts Judg
 	allPass := true
 	var eta float64
 	for _, mv := range v.Metrics {
-		if !mv.Critical {
+		if !mv.Critical && !mv.Guard {
 			continue
 		}
-		switch mv.Verdict {
-		case Fail:
+		switch {
+		case mv.Verdict == Fail:
 			failed = append(failed, mv.Name+": "+mv.Reason)
-		case Pass:
+		case mv.Verdict == Pass:
+		// A guard passes without evidence, unless the evidence against it is
+		// halfway (geometrically) to failing it: a crash loop caught early
+		// must not slip through at the minimum bake time.
+		case mv.Guard && float64(mv.Evidence.Worse) < math.Sqrt(failThreshold):
 		default:
 			allPass = false
 			waiting = append(waiting, mv.Name+": "+mv.Reason)
@@ -107,6 +111,9 @@ func Judge(d *Deployment, p Profile, data []MetricData, now time.Time, opts Judg
 		v.Verdict, v.Reason = Fail, strings.Join(failed, "; ")
 	case allPass && elapsed >= time.Duration(d.MinBake):
 		v.Verdict, v.Reason = Pass, "every critical metric is within tolerance"
+		if guards := guardNames(v.Metrics); guards != "" {
+			v.Reason += "; no regression seen on " + guards
+		}
 	case elapsed >= time.Duration(d.MaxBake):
 		v.Verdict = Inconclusive
 		v.Reason = "maximum bake time reached without enough evidence: " + strings.Join(waiting, "; ")
@@ -141,7 +148,7 @@ func metricETA(mv MetricVerdict, elapsed time.Duration) float64 {
 }
 
 func judgeMetric(m Metric, md MetricData, failThreshold, passThreshold, failAlpha float64) MetricVerdict {
-	mv := MetricVerdict{Name: m.Name, Kind: m.Kind, Critical: m.Critical, BaselineSource: md.BaselineSource,
+	mv := MetricVerdict{Name: m.Name, Kind: m.Kind, Critical: m.Critical, Guard: m.Guard, BaselineSource: md.BaselineSource,
 		Effect:   Interval{Estimate: Number(math.NaN()), Lower: Number(math.NaN()), Upper: Number(math.NaN())},
 		Evidence: Evidence{Worse: 1, NotWorse: 1, FailThreshold: Number(failThreshold), PassThreshold: Number(passThreshold)},
 	}
@@ -278,4 +285,14 @@ func valueSummary(values []float64) Summary {
 		s.Median = Number(finite[len(finite)/2])
 	}
 	return s
+}
+
+func guardNames(ms []MetricVerdict) string {
+	var names []string
+	for _, m := range ms {
+		if m.Guard && m.Verdict != Pass {
+			names = append(names, m.Name)
+		}
+	}
+	return strings.Join(names, ", ")
 }

@@ -59,6 +59,11 @@ type Metric struct {
 	Tolerance float64 `json:"tolerance" yaml:"tolerance"`
 	// Critical metrics decide the verdict; others are reported only.
 	Critical bool `json:"critical" yaml:"critical"`
+	// Guard metrics fail the deployment on evidence of a regression, like
+	// critical ones, but need no evidence to pass. For rare events such as
+	// restarts, one canary cannot prove their absence within minutes; a
+	// guard still catches a crash loop.
+	Guard bool `json:"guard,omitempty" yaml:"guard,omitempty"`
 	// Limit, for a count metric, is an absolute rate (events per unit of
 	// exposure, e.g. 0.01 for 1% errors) below which the canary counts as
 	// healthy whatever the baseline does; zero means none.
@@ -83,10 +88,10 @@ func DefaultProfile() Profile {
 			Exposure: `sum(increase(http_requests_total[$step]))`},
 		{Name: "latency-p99", Kind: KindLatency, Critical: true, Tolerance: 0.1,
 			Query: `histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[$step])))`},
-		{Name: "restarts", Kind: KindCount, Critical: true, Tolerance: 0.5, Limit: 0.001,
+		{Name: "restarts", Kind: KindCount, Guard: true, Tolerance: 0.5,
 			Events:   `sum(changes(process_start_time_seconds[$step]))`,
 			Exposure: `count(up)`},
-		{Name: "down", Kind: KindCount, Critical: true, Tolerance: 0.5, Limit: 0.001,
+		{Name: "down", Kind: KindCount, Guard: true, Tolerance: 0.5,
 			Events:   `count(up == 0)`,
 			Exposure: `count(up)`},
 		{Name: "cpu", Kind: KindGauge, Tolerance: 0.2,
@@ -105,7 +110,9 @@ func (p Profile) Validate() error {
 		return fmt.Errorf("profile %s: no metrics", p.Name)
 	}
 	seen := map[string]bool{}
+	critical := false
 	for i, m := range p.Metrics {
+		critical = critical || m.Critical
 		if err := m.validate(); err != nil {
 			return fmt.Errorf("profile %s: metric %d (%s): %w", p.Name, i, m.Name, err)
 		}
@@ -114,8 +121,14 @@ func (p Profile) Validate() error {
 		}
 		seen[m.Name] = true
 	}
+	if !critical {
+		return fmt.Errorf("profile %s: no critical metric: nothing could pass a deployment", p.Name)
+	}
 	return nil
 }
+
+// decides reports whether the metric can fail the deployment.
+func (m Metric) decides() bool { return m.Critical || m.Guard }
 
 func (m Metric) validate() error {
 	if m.Name == "" {

@@ -1,0 +1,215 @@
+package detect
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+
+	"github.com/immune-dev/immune/bench"
+	"github.com/immune-dev/immune/detect/stats"
+	"github.com/immune-dev/immune/tsdb"
+)
+
+var t0 = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+
+func TestExpand(t *testing.T) {
+	cohort, err := ParseSelector(`{service="checkout",version="v42"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		template string
+		offset   time.Duration
+		want     string
+	}{
+		{`sum(increase(http_requests_total{code=~"5.."}[$step]))`, 0,
+			`sum(increase(http_requests_total{code=~"5..",service="checkout",version="v42"}[30s]))`},
+		{`avg(process_resident_memory_bytes) / avg(up)`, 24 * time.Hour,
+			`avg(process_resident_memory_bytes{service="checkout",version="v42"} offset 1d) / avg(up{service="checkout",version="v42"} offset 1d)`},
+	} {
+		got, err := Expand(tc.template, cohort, 30*time.Second, tc.offset)
+		if err != nil || got != tc.want {
+			t.Errorf("Expand(%s):\n got %s (%v)\nwant %s", tc.template, got, err, tc.want)
+		}
+	}
+	if _, err := Expand(`sum(rate(x[$step])`, cohort, time.Minute, 0); err == nil {
+		t.Error("a template that does not parse gave no error")
+	}
+}
+
+func TestValidateDeployment(t *testing.T) {
+	profiles := func(name string) (Profile, bool) { return DefaultProfile(), name == DefaultProfileName }
+	for _, tc := range []struct {
+		name string
+		d    Deployment
+		want string
+	}{
+		{"ok", Deployment{Service: "s", Version: "v2", Canary: `{version="v2"}`, Baseline: `{version!="v2"}`}, ""},
+		{"no service", Deployment{Version: "v2", Canary: `{version="v2"}`}, "service is required"},
+		{"bad selector", Deployment{Service: "s", Version: "v2", Canary: `{version=v2}`}, "canary"},
+		{"overlap", Deployment{Service: "s", Version: "v2", Canary: `{service="s"}`, Baseline: `{service="s"}`}, "may select the same series"},
+		{"future", Deployment{Service: "s", Version: "v2", Canary: `{version="v2"}`, Start: t0.Add(time.Hour)}, "in the future"},
+		{"profile", Deployment{Service: "s", Version: "v2", Canary: `{version="v2"}`, Profile: "nope"}, "unknown profile"},
+		{"bake", Deployment{Service: "s", Version: "v2", Canary: `{version="v2"}`, MinBake: Duration(time.Hour), MaxBake: Duration(time.Minute)}, "min_bake"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.d.Validate(t0, profiles)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tc.d.Profile != DefaultProfileName || tc.d.Step == 0 || tc.d.Start != t0 {
+					t.Fatalf("defaults not applied: %+v", tc.d)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func testDeployment() *Deployment {
+	return &Deployment{ID: "d", Service: "checkout", Version: "v2", Start: t0, Canary: `{version="v2"}`, Baseline: `{version="v1"}`,
+		Profile: "p", MinBake: Duration(5 * time.Minute), MaxBake: Duration(time.Hour), Step: Duration(30 * time.Second)}
+}
+
+func countProfile() Profile {
+	return Profile{Name: "p", Metrics: []Metric{{Name: "errors", Kind: KindCount, Critical: true, Tolerance: 0.2,
+		Events: `sum(increase(errors[$step]))`, Exposure: `sum(increase(requests[$step]))`}}}
+}
+
+func countData(steps int, canaryRate, baselineRate float64) MetricData {
+	md := MetricData{CanarySeen: true, BaselineSeen: true, BaselineSource: "concurrent"}
+	for range steps {
+		md.Steps = append(md.Steps, stats.CountStep{CanaryEvents: 1000 * canaryRate, CanaryExposure: 1000,
+			BaselineEvents: 7000 * baselineRate, BaselineExposure: 7000})
+	}
+	return md
+}
+
+func TestJudge(t *testing.T) {
+	d, p := testDeployment(), countProfile()
+	for _, tc := range []struct {
+		name    string
+		data    MetricData
+		at      time.Duration
+		checks  []Check
+		want    Status
+		metric  Status
+		reason  string
+		wantETA bool
+	}{
+		{"regression", countData(20, 0.05, 0.01), 10 * time.Minute, nil, Fail, Fail, "errors: +400", false},
+		{"healthy", countData(40, 0.01, 0.01), 20 * time.Minute, nil, Pass, Pass, "within tolerance", false},
+		{"healthy but baking", countData(40, 0.01, 0.01), 3 * time.Minute, nil, Pending, Pass, "minimum bake time", true},
+		{"fleet-wide incident", countData(40, 0.3, 0.3), 20 * time.Minute, nil, Pass, Pass, "", false},
+		{"no traffic", MetricData{CanarySeen: true, BaselineSeen: true, Steps: []stats.CountStep{{BaselineExposure: 100}}}, 10 * time.Minute, nil, Pending, NoData, "no traffic on the canary", true},
+		{"no traffic at max bake", MetricData{CanarySeen: true, BaselineSeen: true}, 2 * time.Hour, nil, Inconclusive, NoData, "maximum bake time", false},
+		{"missing metric", MetricData{}, 10 * time.Minute, nil, Pending, Error, "metric missing", true},
+		{"query error", MetricData{Err: errors.New("boom")}, 10 * time.Minute, nil, Pending, Error, "query failed: boom", true},
+		{"failed check", countData(40, 0.01, 0.01), 20 * time.Minute, []Check{{Name: "smoke", Critical: true, Details: "GET /health: 503"}}, Fail, Pass, `check "smoke" failed: GET /health: 503`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dd := *d
+			dd.Checks = tc.checks
+			v := Judge(&dd, p, []MetricData{tc.data}, t0.Add(tc.at), JudgeOptions{})
+			if v.Verdict != tc.want || v.Metrics[0].Verdict != tc.metric || !strings.Contains(v.Reason, tc.reason) {
+				t.Fatalf("got %s (metric %s): %s\nwant %s (metric %s) with %q", v.Verdict, v.Metrics[0].Verdict, v.Reason, tc.want, tc.metric, tc.reason)
+			}
+			if (v.ETASeconds != nil) != tc.wantETA {
+				t.Fatalf("eta %v, want one: %v", v.ETASeconds, tc.wantETA)
+			}
+		})
+	}
+}
+
+// fleetStore writes a simulated fleet into a real store: 30 minutes before
+// t0 and span after it, scraped every 15s.
+func fleetStore(t *testing.T, f bench.Fleet, span time.Duration) *tsdb.DB {
+	t.Helper()
+	db, err := tsdb.Open(t.TempDir(), tsdb.Options{Now: func() time.Time { return t0.Add(span) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	for ts := t0.Add(-30 * time.Minute); !ts.After(t0.Add(span)); ts = ts.Add(15 * time.Second) {
+		app := db.Appender(context.Background())
+		f.Scrape(ts, 15*time.Second, func(ls labels.Labels, tm int64, v float64) {
+			if _, err := app.Append(0, ls, tm, v); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if err := app.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return db
+}
+
+func engineSource(db *tsdb.DB) EngineSource {
+	return EngineSource{Engine: promql.NewEngine(promql.EngineOpts{MaxSamples: 50e6, Timeout: time.Minute,
+		NoStepSubqueryIntervalFn: func(int64) int64 { return 60_000 }}), Queryable: db}
+}
+
+// TestJudgeFleetOnRealStore runs the default profile's real PromQL over a
+// simulated fleet in a real store, end to end below the HTTP API.
+func TestJudgeFleetOnRealStore(t *testing.T) {
+	fleet := func(r bench.Regression, incidents ...bench.Incident) bench.Fleet {
+		return bench.Fleet{Service: "checkout", Version: "v1", CanaryVersion: "v2", Hosts: 8, Canary: 1, RPS: 200,
+			ErrorRate: 0.01, LatencyMedian: 0.08, Regression: r, RegressionAt: t0, Incidents: incidents, Seed: 7}
+	}
+	for _, tc := range []struct {
+		name   string
+		fleet  bench.Fleet
+		want   Status
+		metric string
+	}{
+		{"clean", fleet(bench.Regression{}), Pass, ""},
+		{"errors x5", fleet(bench.Regression{ErrorFactor: 5}), Fail, "error-ratio"},
+		{"latency x1.6", fleet(bench.Regression{LatencyFactor: 1.6}), Fail, "latency-p99"},
+		{"crash loop", fleet(bench.Regression{CrashEvery: time.Minute}), Fail, "restarts"},
+		{"fleet-wide incident", fleet(bench.Regression{}, bench.Incident{Start: t0.Add(time.Minute), End: t0.Add(20 * time.Minute), ErrorFactor: 8, LatencyFactor: 2}), Pass, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const span = 30 * time.Minute
+			db := fleetStore(t, tc.fleet, span)
+			d := testDeployment()
+			d.Canary, d.Baseline, d.Profile = `{service="checkout",version="v2"}`, `{service="checkout",version="v1"}`, DefaultProfileName
+			p := DefaultProfile()
+			// Evaluate as the detector would, every 30s, and stop at a verdict.
+			var v Verdict
+			for now := t0.Add(time.Minute); !now.After(t0.Add(span)); now = now.Add(30 * time.Second) {
+				data, err := Collect(context.Background(), engineSource(db), d, p, now)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if v = Judge(d, p, data, now, JudgeOptions{}); v.Verdict.Terminal() {
+					break
+				}
+			}
+			if v.Verdict != tc.want || !strings.Contains(v.Reason, tc.metric) {
+				for _, m := range v.Metrics {
+					t.Logf("%s: %s %s", m.Name, m.Verdict, m.Reason)
+				}
+				t.Fatalf("at %s: %s: %s; want %s naming %q", v.At.Sub(t0), v.Verdict, v.Reason, tc.want, tc.metric)
+			}
+			t.Logf("%s after %s: %s", v.Verdict, v.At.Sub(t0), v.Reason)
+		})
+	}
+}
+
+func TestNumberJSON(t *testing.T) {
+	b, err := json.Marshal(Interval{Estimate: 1.5, Lower: Number(math.NaN()), Upper: Number(math.Inf(1))})
+	if err != nil || string(b) != `{"estimate":1.5,"lower":null,"upper":null}` {
+		t.Fatalf("got %s %v", b, err)
+	}
+}
