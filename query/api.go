@@ -164,6 +164,10 @@ func New(q storage.Queryable, opts Options) *API {
 	}
 }
 
+// Engine returns the API's PromQL engine, so other readers of the same
+// store (the canary detector) evaluate with the same settings.
+func (a *API) Engine() *promql.Engine { return a.engine }
+
 // Register registers every endpoint on mux under /api/v1/. All but
 // metadata and buildinfo answer POST (form-encoded, as Grafana sends by
 // default) as well as GET.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/prometheus/common/model"
 
+	"github.com/immune-dev/immune/detect"
 	"github.com/immune-dev/immune/ingest/remotewrite"
 	"github.com/immune-dev/immune/query"
 	"github.com/immune-dev/immune/tsdb"
@@ -32,6 +34,8 @@ type serveFlags struct {
 	logLevel         slog.Level
 	pprof            bool
 	shutdownTimeout  time.Duration
+	detectInterval   time.Duration
+	profilesFile     string
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
@@ -48,6 +52,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiles under /debug/pprof/")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests")
+	fs.DurationVar(&f.detectInterval, "detect-interval", 15*time.Second, "how often every active deployment is evaluated")
+	fs.StringVar(&f.profilesFile, "profiles-file", "", "YAML file of check profiles, beside the built-in default")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -128,7 +134,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "version", version)
 
-	db, err := tsdb.Open(f.dataDir, tsdb.Options{
+	var profiles []detect.Profile
+	if f.profilesFile != "" {
+		if profiles, err = detect.LoadProfiles(f.profilesFile); err != nil {
+			srv.Close()
+			return err
+		}
+	}
+	db, err := tsdb.Open(filepath.Join(f.dataDir, "tsdb"), tsdb.Options{
 		Logger:           log.With("component", "tsdb"),
 		Retention:        time.Duration(f.retention),
 		OutOfOrderWindow: time.Duration(f.outOfOrderWindow),
@@ -137,13 +150,40 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		srv.Close()
 		return fmt.Errorf("open store: %w", err)
 	}
+	deployments, err := detect.OpenStore(filepath.Join(f.dataDir, "deployments"), log.With("component", "deployments"))
+	if err != nil {
+		srv.Close()
+		return errors.Join(err, db.Close())
+	}
 	apiMux := http.NewServeMux()
 	apiMux.Handle("/api/v1/write", remotewrite.NewHandler(db, remotewrite.Options{Logger: log.With("component", "remotewrite")}))
-	query.New(db, query.Options{
+	queryAPI := query.New(db, query.Options{
 		Logger:    log.With("component", "query"),
 		Metadata:  db,
 		BuildInfo: buildInfo(),
-	}).Register(apiMux)
+	})
+	queryAPI.Register(apiMux)
+	detector, err := detect.NewService(deployments, detect.EngineSource{Engine: queryAPI.Engine(), Queryable: db}, detect.Options{
+		Logger:   log.With("component", "detect"),
+		Interval: f.detectInterval,
+		Profiles: profiles,
+	})
+	if err != nil {
+		srv.Close()
+		return errors.Join(err, deployments.Close(), db.Close())
+	}
+	detectCtx, stopDetect := context.WithCancel(context.Background())
+	detectDone := make(chan struct{})
+	go func() {
+		defer close(detectDone)
+		detector.Run(detectCtx)
+	}()
+	// closeStores stops the detector, then closes what it and the API use.
+	closeStores := func() error {
+		stopDetect()
+		<-detectDone
+		return errors.Join(deployments.Close(), db.Close())
+	}
 	var h http.Handler = apiMux
 	api.Store(&h)
 	ready.Store(true)
@@ -153,14 +193,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	case <-ctx.Done():
 	case err := <-serveErr:
 		ready.Store(false)
-		return errors.Join(fmt.Errorf("http server: %w", err), db.Close())
+		return errors.Join(fmt.Errorf("http server: %w", err), closeStores())
 	}
 	log.Info("shutting down: draining requests")
 	ready.Store(false)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer cancel()
 	shutdownErr := srv.Shutdown(shutdownCtx)
-	closeErr := db.Close()
+	closeErr := closeStores()
 	if closeErr == nil {
 		log.Info("store closed")
 	}
