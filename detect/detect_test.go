@@ -213,3 +213,63 @@ func TestNumberJSON(t *testing.T) {
 		t.Fatalf("got %s %v", b, err)
 	}
 }
+
+func TestServiceRegistersEvaluatesAndExports(t *testing.T) {
+	f := bench.Fleet{Service: "checkout", Version: "v1", CanaryVersion: "v2", Hosts: 8, Canary: 1, RPS: 200,
+		ErrorRate: 0.01, LatencyMedian: 0.08, RegressionAt: t0, Regression: bench.Regression{ErrorFactor: 5}, Seed: 3}
+	db := fleetStore(t, f, 10*time.Minute)
+	dir := t.TempDir()
+	store, err := OpenStore(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(10 * time.Minute)
+	svc, err := NewService(store, engineSource(db), Options{Now: func() time.Time { return now }, Verdicts: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_, err = svc.Register(ctx, &Deployment{Service: "checkout", Version: "v3", Canary: `{version="v3"}`, Baseline: `{version="v1"}`})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "matches no series") {
+		t.Fatalf("a canary matching nothing: got %v", err)
+	}
+	d, err := svc.Register(ctx, &Deployment{Service: "checkout", Version: "v2", Start: t0,
+		Canary: `{service="checkout",version="v2"}`, Baseline: `{service="checkout",version="v1"}`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.State != Fail || !strings.Contains(d.Verdict.Reason, "error-ratio") {
+		t.Fatalf("registered deployment: %s: %v", d.State, d.Verdict)
+	}
+	if _, err := svc.AddStage(ctx, d.ID, Stage{}); !errors.Is(err, ErrTerminal) {
+		t.Fatalf("stage on a failed deployment: got %v", err)
+	}
+
+	// The verdict is a series in the store.
+	q, err := db.Querier(now.Add(-time.Minute).UnixMilli(), now.UnixMilli())
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := q.Select(ctx, false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", VerdictMetric),
+		labels.MustNewMatcher(labels.MatchEqual, "verdict", "fail"), labels.MustNewMatcher(labels.MatchEqual, "deployment", d.ID))
+	if !set.Next() {
+		t.Fatalf("no %s series for the verdict: %v", VerdictMetric, set.Err())
+	}
+
+	// State and history survive a restart of the store.
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	store, err = OpenStore(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	got, err := store.Get(d.ID)
+	if err != nil || got.State != Fail {
+		t.Fatalf("after reopening: %v %v", got, err)
+	}
+	if h, err := store.History(d.ID, 0); err != nil || len(h) != 1 || h[0].Verdict != Fail {
+		t.Fatalf("history after reopening: %v %v", h, err)
+	}
+}

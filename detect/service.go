@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/prometheus/prometheus/storage"
 )
 
 // ErrInvalid wraps errors in what a client sent; the API answers 400.
@@ -31,6 +33,9 @@ type Options struct {
 	// Profiles are profiles from a file, beside the built-in default and
 	// those registered through the API.
 	Profiles []Profile
+	// Verdicts, if set, receives every verdict as series
+	// (immune_deployment_verdict and friends).
+	Verdicts storage.Appendable
 }
 
 // Service owns deployments: registration, changes, evaluation and the
@@ -259,7 +264,15 @@ func (s *Service) Evaluate(ctx context.Context, id string) (*Deployment, error) 
 	if err != nil {
 		return nil, fmt.Errorf("deployment %s: %w", id, err)
 	}
-	return s.store.Record(id, Judge(d, p, data, now, s.opts.Judge))
+	v := Judge(d, p, data, now, s.opts.Judge)
+	d, err = s.store.Record(id, v)
+	if err == nil && s.opts.Verdicts != nil {
+		// The verdict is stored; failing to chart it is only logged.
+		if xerr := exportVerdict(ctx, s.opts.Verdicts, d, v); xerr != nil {
+			s.log.Warn("export verdict series", "id", id, "err", xerr)
+		}
+	}
+	return d, err
 }
 
 // Run evaluates every active deployment each interval until ctx ends, at

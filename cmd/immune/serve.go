@@ -167,6 +167,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		Logger:   log.With("component", "detect"),
 		Interval: f.detectInterval,
 		Profiles: profiles,
+		Verdicts: db,
 	})
 	if err != nil {
 		srv.Close()
