@@ -36,6 +36,9 @@ type Options struct {
 	// Verdicts, if set, receives every verdict as series
 	// (immune_deployment_verdict and friends).
 	Verdicts storage.Appendable
+	// Webhooks are URLs POSTed a Notification when a deployment reaches a
+	// terminal verdict, with retries and backoff, while Run runs.
+	Webhooks []string
 }
 
 // Service owns deployments: registration, changes, evaluation and the
@@ -45,6 +48,8 @@ type Service struct {
 	src   Source
 	opts  Options
 	log   *slog.Logger
+
+	notify *notifier
 
 	mu       sync.RWMutex
 	profiles map[string]Profile
@@ -64,7 +69,8 @@ func NewService(store *Store, src Source, opts Options) (*Service, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Service{store: store, src: src, opts: opts, log: opts.Logger, profiles: map[string]Profile{}}
+	s := &Service{store: store, src: src, opts: opts, log: opts.Logger, profiles: map[string]Profile{},
+		notify: newNotifier(opts.Webhooks, opts.Logger)}
 	def := DefaultProfile()
 	s.profiles[def.Name] = def
 	stored, err := store.Profiles()
@@ -266,6 +272,9 @@ func (s *Service) Evaluate(ctx context.Context, id string) (*Deployment, error) 
 	}
 	v := Judge(d, p, data, now, s.opts.Judge)
 	d, err = s.store.Record(id, v)
+	if err == nil && v.Verdict.Terminal() && d.State == v.Verdict {
+		s.notify.enqueue(Notification{ID: d.ID, Service: d.Service, Version: d.Version, Verdict: v.Verdict, Reason: v.Reason, At: v.At, Details: v})
+	}
 	if err == nil && s.opts.Verdicts != nil {
 		// The verdict is stored; failing to chart it is only logged.
 		if xerr := exportVerdict(ctx, s.opts.Verdicts, d, v); xerr != nil {
@@ -278,6 +287,12 @@ func (s *Service) Evaluate(ctx context.Context, id string) (*Deployment, error) 
 // Run evaluates every active deployment each interval until ctx ends, at
 // most Workers at a time. Deployments left active by a restart resume.
 func (s *Service) Run(ctx context.Context) error {
+	notified := make(chan struct{})
+	go func() {
+		defer close(notified)
+		s.notify.run(ctx)
+	}()
+	defer func() { <-notified }()
 	ticker := time.NewTicker(s.opts.Interval)
 	defer ticker.Stop()
 	for {
