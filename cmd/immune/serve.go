@@ -36,6 +36,7 @@ type serveFlags struct {
 	shutdownTimeout  time.Duration
 	detectInterval   time.Duration
 	profilesFile     string
+	webhooks         []string
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
@@ -54,6 +55,10 @@ func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests")
 	fs.DurationVar(&f.detectInterval, "detect-interval", 15*time.Second, "how often every active deployment is evaluated")
 	fs.StringVar(&f.profilesFile, "profiles-file", "", "YAML file of check profiles, beside the built-in default")
+	fs.Func("webhook", "URL POSTed each deployment's terminal verdict (repeatable)", func(s string) error {
+		f.webhooks = append(f.webhooks, s)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -168,6 +173,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		Interval: f.detectInterval,
 		Profiles: profiles,
 		Verdicts: db,
+		Webhooks: f.webhooks,
 	})
 	if err != nil {
 		srv.Close()
