@@ -273,3 +273,22 @@ func TestServiceRegistersEvaluatesAndExports(t *testing.T) {
 		t.Fatalf("history after reopening: %v %v", h, err)
 	}
 }
+
+func TestKayentaJudge(t *testing.T) {
+	d, p := testDeployment(), countProfile()
+	noisy := func(rate float64, seed int) MetricData {
+		md := MetricData{CanarySeen: true, BaselineSeen: true}
+		for i := range 30 {
+			jitter := 1 + 0.2*math.Sin(float64(i*seed))
+			md.Steps = append(md.Steps, stats.CountStep{CanaryEvents: 1000 * rate * jitter, CanaryExposure: 1000,
+				BaselineEvents: 7000 * 0.01 * (2 - jitter), BaselineExposure: 7000})
+		}
+		return md
+	}
+	if v := KayentaJudge(d, p, []MetricData{noisy(0.05, 3)}, t0.Add(15*time.Minute)); v.Verdict != Fail {
+		t.Fatalf("5x errors: %s %s", v.Verdict, v.Reason)
+	}
+	if v := KayentaJudge(d, p, []MetricData{noisy(0.01, 3)}, t0.Add(15*time.Minute)); v.Verdict != Pass {
+		t.Fatalf("equal errors: %s %s", v.Verdict, v.Reason)
+	}
+}
