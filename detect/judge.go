@@ -164,7 +164,7 @@ func judgeMetric(m Metric, md MetricData, failThreshold, passThreshold, failAlph
 	var worse, notWorse float64
 	switch m.Kind {
 	case KindCount:
-		ev := stats.RateRatio(md.Steps, m.boundary(), increaseBad, failAlpha)
+		ev := stats.RateRatio(md.Steps, m.Boundary(), increaseBad, failAlpha)
 		mv.Canary, mv.Baseline = countSummaries(md.Steps)
 		mv.N = len(md.Steps)
 		if float64(mv.Canary.Exposure) <= 0 {
@@ -189,7 +189,7 @@ func judgeMetric(m Metric, md MetricData, failThreshold, passThreshold, failAlph
 			offset = pre[len(pre)/2]
 			mv.Evidence.PreDeployLogRatio = Number(offset)
 		}
-		ev := stats.PairedShift(md.Canary, md.Baseline, offset, m.boundary(), increaseBad, failAlpha)
+		ev := stats.PairedShift(md.Canary, md.Baseline, offset, m.Boundary(), increaseBad, failAlpha)
 		mv.Canary, mv.Baseline = valueSummary(md.Canary), valueSummary(md.Baseline)
 		mv.N = ev.N
 		if mv.Canary.Points == 0 {

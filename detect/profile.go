@@ -177,8 +177,9 @@ func (m Metric) bad() Direction {
 	return m.Bad
 }
 
-// boundary is the canary/baseline ratio past which the metric regresses.
-func (m Metric) boundary() float64 {
+// Boundary is the canary/baseline ratio past which the metric regresses:
+// 1+tolerance when an increase is bad, 1-tolerance when a decrease is.
+func (m Metric) Boundary() float64 {
 	if m.bad() == Decrease {
 		return 1 - m.Tolerance
 	}

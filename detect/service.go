@@ -144,7 +144,14 @@ func (s *Service) Register(ctx context.Context, d *Deployment) (*Deployment, err
 	if err := s.store.Create(d); err != nil {
 		return nil, err
 	}
-	return s.Evaluate(ctx, d.ID)
+	// The registration stands even if this first look fails: the detector
+	// evaluates it again at its next interval.
+	evaluated, err := s.Evaluate(ctx, d.ID)
+	if err != nil {
+		s.log.Warn("first evaluation of a new deployment", "id", d.ID, "err", err)
+		return d, nil
+	}
+	return evaluated, nil
 }
 
 // requireSeries fails with ErrInvalid when selector matched no series in
@@ -178,6 +185,9 @@ func (s *Service) AddStage(ctx context.Context, id string, st Stage) (*Deploymen
 	now := s.opts.Now()
 	if st.At.IsZero() {
 		st.At = now
+	}
+	if _, err := s.store.Get(id); err != nil {
+		return nil, err
 	}
 	if st.Canary != "" {
 		if err := s.requireSeries(ctx, st.Canary, now); err != nil {
@@ -230,8 +240,10 @@ func (s *Service) Abort(id, reason string) (*Deployment, error) {
 		if reason == "" {
 			reason = "aborted by the deploy tool"
 		}
+		now := s.opts.Now()
+		stage, _, _ := d.StageAt(now)
 		d.State = Aborted
-		d.Verdict = &Verdict{At: s.opts.Now(), Verdict: Aborted, Reason: reason}
+		d.Verdict = &Verdict{At: now, Verdict: Aborted, Reason: reason, Stage: stage}
 		return nil
 	})
 }

@@ -3,6 +3,7 @@
 //
 //	immune serve   run the server (remote write in, Prometheus API out)
 //	immune bench   remote-write a synthetic load and report acknowledged samples/s
+//	immune gate    register a deployment with the gate and wait for its verdict
 package main
 
 import (
@@ -23,21 +24,45 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	var code exitCode
 	switch {
 	case err == nil:
 	case errors.Is(err, flag.ErrHelp):
 		os.Exit(2)
+	case errors.As(err, &code):
+		if code.err != nil {
+			fmt.Fprintln(os.Stderr, "immune:", code.err)
+		}
+		os.Exit(code.code)
 	default:
 		fmt.Fprintln(os.Stderr, "immune:", err)
 		os.Exit(1)
 	}
 }
 
+// exitCode is an error that sets the process's exit status, for commands
+// whose status carries meaning: "gate wait" exits 1 on a fail and 2 when
+// there is no verdict, and a deploy script branches on that.
+type exitCode struct {
+	code int
+	err  error // printed to stderr when not nil
+}
+
+func (e exitCode) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e exitCode) Unwrap() error { return e.err }
+
 const usage = `usage: immune <command> [flags]
 
 commands:
   serve    run the server
   bench    remote-write a synthetic load to a server and report the rate
+  gate     register deployments with the gate and wait for verdicts
   version  print the version
 
 Run "immune <command> -h" for a command's flags.
@@ -53,6 +78,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runServe(ctx, args[1:], stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
+	case "gate":
+		return runGate(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "immune", version)
 		return nil

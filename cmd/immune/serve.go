@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/immune-dev/immune/detect"
+	"github.com/immune-dev/immune/detect/gate"
 	"github.com/immune-dev/immune/ingest/remotewrite"
 	"github.com/immune-dev/immune/query"
 	"github.com/immune-dev/immune/tsdb"
@@ -179,6 +180,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		srv.Close()
 		return errors.Join(err, deployments.Close(), db.Close())
 	}
+	gate.New(detector, gate.Options{Logger: log.With("component", "gate")}).Register(apiMux)
 	detectCtx, stopDetect := context.WithCancel(context.Background())
 	detectDone := make(chan struct{})
 	go func() {
