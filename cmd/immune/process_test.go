@@ -145,7 +145,12 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() er
 // startImmune starts the server on a fresh port and waits until it is ready.
 func startImmune(t *testing.T, dataDir string, extra ...string) (*process, string) {
 	t.Helper()
-	addr := freeAddr(t)
+	return startImmuneOn(t, dataDir, freeAddr(t), extra...)
+}
+
+// startImmuneOn starts the server on addr, as a restart on the same address.
+func startImmuneOn(t *testing.T, dataDir, addr string, extra ...string) (*process, string) {
+	t.Helper()
 	args := append([]string{"serve", "--data-dir", dataDir, "--http-listen", addr, "--log-level", "debug"}, extra...)
 	p := start(t, "immune", immuneBin, args...)
 	waitProcessReady(t, p, "http://"+addr+"/-/ready")
