@@ -1,5 +1,9 @@
-// Package detect will own deployments, baselines, judges and verdicts: the
-// canary analysis that reads the store through the Prometheus query API.
-// Its statistics are in detect/stats; the deployment model, detector loop
-// and gate API are not written yet, so nothing imports this package.
+// Package detect owns deployments and their judgement: the deployment
+// model and check profiles, the collection of each metric's data for the
+// canary and baseline cohorts through PromQL (from the local store or any
+// Prometheus-compatible source), the judge that turns it into a verdict
+// with its evidence, the Pebble store of deployments and verdict history,
+// and the detector loop that evaluates every active deployment each
+// interval. The statistics are in detect/stats and the HTTP API in
+// detect/gate.
 package detect
