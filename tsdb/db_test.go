@@ -1,6 +1,7 @@
 package tsdb
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"math"
@@ -377,7 +378,7 @@ func TestConcurrentAppenders(t *testing.T) {
 		t.Fatalf("got %d series, want %d", len(got), 3+writers)
 	}
 	for name, s := range got {
-		if !slices.IsSortedFunc(s, func(a, b sample) int { return cmpInt64(a.t, b.t) }) {
+		if !slices.IsSortedFunc(s, func(a, b sample) int { return cmp.Compare(a.t, b.t) }) {
 			t.Errorf("%s: samples out of order", name)
 		}
 	}

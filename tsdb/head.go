@@ -1,6 +1,7 @@
 package tsdb
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"sync"
@@ -322,7 +323,7 @@ func mergeSamples(sorted, later []chunk.Sample) []chunk.Sample {
 	}
 	later = slices.Clone(later)
 	// Stable, so among equal timestamps the last written stays last.
-	slices.SortStableFunc(later, func(a, b chunk.Sample) int { return cmpInt64(a.T, b.T) })
+	slices.SortStableFunc(later, func(a, b chunk.Sample) int { return cmp.Compare(a.T, b.T) })
 	out := make([]chunk.Sample, 0, len(sorted)+len(later))
 	i, j := 0, 0
 	for i < len(sorted) || j < len(later) {
@@ -343,14 +344,4 @@ func mergeSamples(sorted, later []chunk.Sample) []chunk.Sample {
 		}
 	}
 	return out
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

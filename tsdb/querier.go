@@ -2,6 +2,7 @@ package tsdb
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -307,7 +308,7 @@ func (db *DB) loadSeries(ctx context.Context, ids []uint64, mint, maxt int64, la
 }
 
 func hasBucket(bs []bucketData, idx uint32) bool {
-	_, found := slices.BinarySearchFunc(bs, idx, func(b bucketData, idx uint32) int { return cmpInt64(int64(b.idx), int64(idx)) })
+	_, found := slices.BinarySearchFunc(bs, idx, func(b bucketData, idx uint32) int { return cmp.Compare(b.idx, idx) })
 	return found
 }
 
@@ -320,7 +321,7 @@ func mergeBuckets(a, b []bucketData) []bucketData {
 		return b
 	}
 	out := append(a, b...)
-	slices.SortFunc(out, func(x, y bucketData) int { return cmpInt64(int64(x.idx), int64(y.idx)) })
+	slices.SortFunc(out, func(x, y bucketData) int { return cmp.Compare(x.idx, y.idx) })
 	return out
 }
 

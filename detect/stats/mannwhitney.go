@@ -1,6 +1,7 @@
 package stats
 
 import (
+	"cmp"
 	"math"
 	"slices"
 
@@ -48,7 +49,7 @@ func MannWhitney(control, experiment []float64, confidence float64) MannWhitneyR
 	for _, v := range control {
 		pooled = append(pooled, obs{v, false})
 	}
-	slices.SortFunc(pooled, func(a, b obs) int { return cmpFloat(a.v, b.v) })
+	slices.SortFunc(pooled, func(a, b obs) int { return cmp.Compare(a.v, b.v) })
 	var rankSum, tieTerm float64
 	for i := 0; i < len(pooled); {
 		j := i
@@ -91,14 +92,4 @@ func MannWhitney(control, experiment []float64, confidence float64) MannWhitneyR
 	k = max(k, 0)
 	res.Lower, res.Upper = diffs[min(k, len(diffs)-1)], diffs[max(len(diffs)-1-k, 0)]
 	return res
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
