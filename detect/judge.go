@@ -96,10 +96,10 @@ func Judge(d *Deployment, p Profile, data []MetricData, now time.Time, opts Judg
 		case mv.Verdict == Fail:
 			failed = append(failed, mv.Name+": "+mv.Reason)
 		case mv.Verdict == Pass:
-		// A guard passes without evidence, unless the evidence against it is
-		// halfway (geometrically) to failing it: a crash loop caught early
-		// must not slip through at the minimum bake time.
-		case mv.Guard && float64(mv.Evidence.Worse) < math.Sqrt(failThreshold):
+		// A guard passes without evidence, unless the data lean towards a
+		// regression (likelihood 2:1): a crash loop whose first restarts
+		// are in must not slip through at the minimum bake time.
+		case mv.Guard && float64(mv.Evidence.Worse) < guardHold:
 		default:
 			allPass = false
 			waiting = append(waiting, mv.Name+": "+mv.Reason)
@@ -131,6 +131,10 @@ func Judge(d *Deployment, p Profile, data []MetricData, now time.Time, opts Judg
 	}
 	return v
 }
+
+// guardHold is the evidence of regression at which a guard metric holds
+// the pass.
+const guardHold = 2
 
 // metricETA extrapolates the growth of the leading e-value to its
 // threshold: log e-values grow about linearly in time under a steady
@@ -183,8 +187,13 @@ func judgeMetric(m Metric, md MetricData, failThreshold, passThreshold, failAlph
 			notWorse = max(notWorse, lim.Below)
 		}
 	default:
+		// Gauges (CPU, memory) keep a host's difference across load levels,
+		// so a difference the canary hosts had before the deploy is removed.
+		// Latency quantiles from histogram buckets do not: their ratio moves
+		// with the level as it crosses bucket bounds, so an offset learnt
+		// before a fleet-wide slowdown misleads during it.
 		offset := 0.0
-		if pre := stats.LogRatios(md.PreCanary, md.PreBaseline, 0); len(pre) >= 10 {
+		if pre := stats.LogRatios(md.PreCanary, md.PreBaseline, 0); m.Kind == KindGauge && len(pre) >= 10 {
 			slices.Sort(pre)
 			offset = pre[len(pre)/2]
 			mv.Evidence.PreDeployLogRatio = Number(offset)

@@ -86,7 +86,13 @@ func DefaultProfile() Profile {
 		{Name: "error-ratio", Kind: KindCount, Critical: true, Tolerance: 0.2, Limit: 0.001,
 			Events:   `sum(increase(http_requests_total{code=~"5.."}[$step]))`,
 			Exposure: `sum(increase(http_requests_total[$step]))`},
-		{Name: "latency-p99", Kind: KindLatency, Critical: true, Tolerance: 0.1,
+		// Mean latency decides: unlike a quantile interpolated within
+		// histogram buckets, its canary/baseline ratio does not move when a
+		// fleet-wide slowdown shifts both across bucket bounds. A tail-only
+		// regression still moves the mean; p99 is reported beside it.
+		{Name: "latency-mean", Kind: KindLatency, Critical: true, Tolerance: 0.1,
+			Query: `sum(rate(http_request_duration_seconds_sum[$step])) / sum(rate(http_request_duration_seconds_count[$step]))`},
+		{Name: "latency-p99", Kind: KindLatency, Tolerance: 0.2,
 			Query: `histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[$step])))`},
 		{Name: "restarts", Kind: KindCount, Guard: true, Tolerance: 0.5,
 			Events:   `sum(changes(process_start_time_seconds[$step]))`,
@@ -94,10 +100,14 @@ func DefaultProfile() Profile {
 		{Name: "down", Kind: KindCount, Guard: true, Tolerance: 0.5,
 			Events:   `count(up == 0)`,
 			Exposure: `count(up)`},
-		{Name: "cpu", Kind: KindGauge, Tolerance: 0.2,
+		{Name: "cpu", Kind: KindGauge, Critical: true, Tolerance: 0.2,
 			Query: `avg(rate(process_cpu_seconds_total[$step]))`},
-		{Name: "memory", Kind: KindGauge, Tolerance: 0.2,
+		{Name: "memory", Kind: KindGauge, Critical: true, Tolerance: 0.2,
 			Query: `avg(process_resident_memory_bytes)`},
+		// Per-host traffic is reported, not judged: weighted rollouts
+		// (Flagger, Argo) send the canary less traffic on purpose.
+		{Name: "traffic", Kind: KindGauge, Bad: Decrease, Tolerance: 0.3,
+			Query: `sum(rate(http_requests_total[$step])) / count(up)`},
 	}}
 }
 

@@ -64,7 +64,7 @@ func Collect(ctx context.Context, src Source, d *Deployment, p Profile, now time
 			}
 			md.BaselineSource = seg.source
 		}
-		if md.Err == nil && m.Kind != KindCount && len(segs) > 0 {
+		if md.Err == nil && m.Kind == KindGauge && len(segs) > 0 {
 			first := segs[0]
 			pre := segment{canary: first.canary, baseline: first.baseline, source: first.source,
 				start: d.Start.Add(-preDeployWindow + step), end: d.Start}

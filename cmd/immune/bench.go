@@ -15,6 +15,9 @@ import (
 // runBench remote-writes a synthetic node-exporter-like load and reports
 // the acknowledged rate and, given the server's pid, its CPU cost.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "quality" {
+		return runQuality(ctx, args[1:], stdout, stderr)
+	}
 	var (
 		o         bench.WriteOptions
 		protocol  string
