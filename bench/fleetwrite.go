@@ -1,10 +1,7 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -44,25 +41,5 @@ func (w FleetWriter) Scrape(ctx context.Context, f *Fleet, t time.Time, dt time.
 	if err != nil {
 		return err
 	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(snappy.Encode(nil, raw)))
-	if err != nil {
-		return err
-	}
-	hr.Header.Set("Content-Type", "application/x-protobuf")
-	hr.Header.Set("Content-Encoding", "snappy")
-	hr.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
-	client := w.Client
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(hr)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("remote write: %s: %s", resp.Status, bytes.TrimSpace(msg))
-	}
-	return nil
+	return postRemoteWrite(ctx, w.Client, w.URL, RemoteWriteV1, snappy.Encode(nil, raw))
 }

@@ -205,30 +205,12 @@ func (s *sender) flush(ctx context.Context) error {
 	if len(s.batch) == 0 {
 		return nil
 	}
-	body, contentType, err := s.encode()
+	body, err := s.encode()
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.opts.URL, bytes.NewReader(body))
-	if err != nil {
+	if err := postRemoteWrite(ctx, s.opts.Client, s.opts.URL, s.opts.Protocol, body); err != nil {
 		return err
-	}
-	req.Header.Set("Content-Type", contentType)
-	req.Header.Set("Content-Encoding", "snappy")
-	req.Header.Set("User-Agent", "immune-bench")
-	if s.opts.Protocol == RemoteWriteV2 {
-		req.Header.Set("X-Prometheus-Remote-Write-Version", "2.0.0")
-	} else {
-		req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
-	}
-	resp, err := s.opts.Client.Do(req)
-	if err != nil {
-		return err
-	}
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("remote write: %s: %s", resp.Status, bytes.TrimSpace(msg))
 	}
 	if s.opts.OnAck != nil {
 		s.opts.OnAck(s.batch)
@@ -237,7 +219,39 @@ func (s *sender) flush(ctx context.Context) error {
 	return nil
 }
 
-func (s *sender) encode() (body []byte, contentType string, err error) {
+// postRemoteWrite POSTs a snappy-compressed remote-write message with the
+// headers of its protocol version; a non-2xx reply is an error.
+func postRemoteWrite(ctx context.Context, client *http.Client, url string, proto Protocol, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Encoding", "snappy")
+	req.Header.Set("User-Agent", "immune-bench")
+	if proto == RemoteWriteV2 {
+		req.Header.Set("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request")
+		req.Header.Set("X-Prometheus-Remote-Write-Version", "2.0.0")
+	} else {
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	}
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("remote write: %s: %s", resp.Status, bytes.TrimSpace(msg))
+	}
+	return nil
+}
+
+func (s *sender) encode() ([]byte, error) {
+	var err error
 	switch s.opts.Protocol {
 	case RemoteWriteV2:
 		s.symbols.Reset()
@@ -252,7 +266,6 @@ func (s *sender) encode() (body []byte, contentType string, err error) {
 		}
 		req.Symbols = s.symbols.Symbols()
 		s.raw, err = req.Marshal()
-		contentType = "application/x-protobuf;proto=io.prometheus.write.v2.Request"
 	default:
 		req := prompb.WriteRequest{Timeseries: make([]prompb.TimeSeries, len(s.batch))}
 		for i, smp := range s.batch {
@@ -262,11 +275,10 @@ func (s *sender) encode() (body []byte, contentType string, err error) {
 			req.Timeseries[i] = prompb.TimeSeries{Labels: pl, Samples: []prompb.Sample{{Value: smp.V, Timestamp: smp.T}}}
 		}
 		s.raw, err = req.Marshal()
-		contentType = "application/x-protobuf"
 	}
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	s.encoded = snappy.Encode(s.encoded[:cap(s.encoded)], s.raw)
-	return s.encoded, contentType, nil
+	return s.encoded, nil
 }

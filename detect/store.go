@@ -9,12 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/immune-dev/immune/internal/pebblelog"
 )
 
 // ErrNotFound is returned for an unknown deployment.
@@ -35,10 +36,7 @@ type Store struct {
 // OpenStore opens or creates the store in dir. log receives Pebble's
 // errors; nil discards them.
 func OpenStore(dir string, log *slog.Logger) (*Store, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebbleLogger{log}})
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebblelog.Logger{L: log}})
 	if err != nil {
 		return nil, fmt.Errorf("open deployment store: %w", err)
 	}
@@ -215,16 +213,4 @@ func (s *Store) Profiles() ([]Profile, error) {
 		out = append(out, p)
 	}
 	return out, it.Error()
-}
-
-// pebbleLogger sends Pebble's errors to slog and drops its chatter.
-type pebbleLogger struct{ log *slog.Logger }
-
-func (pebbleLogger) Infof(string, ...any) {}
-func (l pebbleLogger) Errorf(f string, args ...any) {
-	l.log.Error(fmt.Sprintf(f, args...), "component", "deployment-store")
-}
-func (l pebbleLogger) Fatalf(f string, args ...any) {
-	l.log.Error(fmt.Sprintf(f, args...), "component", "deployment-store")
-	os.Exit(1)
 }

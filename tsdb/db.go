@@ -17,6 +17,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/immune-dev/immune/internal/pebblelog"
 	"github.com/immune-dev/immune/tsdb/internal/keys"
 )
 
@@ -99,7 +100,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		L0CompactionThreshold:       4,
 		L0StopWritesThreshold:       24,
 		FormatMajorVersion:          pebble.FormatNewest,
-		Logger:                      pebbleLogger{opts.Logger},
+		Logger:                      pebblelog.Logger{L: opts.Logger},
 	}
 	for i := range popts.Levels {
 		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
@@ -391,22 +392,6 @@ func dayOf(t int64) uint32 { return uint32(t / dayMillis) }
 // maxTime is the largest timestamp the key layout can address: bucket
 // indexes are 32 bits, which with whole-minute buckets is beyond year 9000.
 func (db *DB) maxTime() int64 { return math.MaxUint32*db.bucketMs - 1 }
-
-// pebbleLogger sends Pebble's logs to slog.
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(format string, args ...any) {
-	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
-}
-
-func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
-}
-
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
-	os.Exit(1)
-}
 
 // minTime marks a series without samples.
 const minTime = math.MinInt64

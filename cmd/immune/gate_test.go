@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -13,75 +12,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/prometheus/model/labels"
-
 	"github.com/immune-dev/immune/detect"
 	"github.com/immune-dev/immune/detect/gate"
+	"github.com/immune-dev/immune/internal/detecttest"
 )
 
-var gateT0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-
-// gateClock is the service's clock, moved by the tests.
-type gateClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *gateClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *gateClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-// gateFleet is a detect.Source with fixed data: the canary is what a query
-// selects with version="v2", the baseline anything else; each step has
-// 1000 requests per cohort with the cohort's error ratio.
-type gateFleet struct {
-	mu                     sync.Mutex
-	canaryErr, baselineErr float64
-}
-
-func (f *gateFleet) set(canaryErr, baselineErr float64) {
-	f.mu.Lock()
-	f.canaryErr, f.baselineErr = canaryErr, baselineErr
-	f.mu.Unlock()
-}
-
-// QueryRange implements detect.Source.
-func (f *gateFleet) QueryRange(_ context.Context, q string, start, end time.Time, step time.Duration) ([]detect.Series, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var v float64
-	switch {
-	case strings.HasPrefix(q, "count("):
-		v = 1
-	case strings.Contains(q, "errors_total"):
-		v = 1000 * f.baselineErr
-		if strings.Contains(q, `version="v2"`) {
-			v = 1000 * f.canaryErr
-		}
-	case strings.Contains(q, "requests_total"):
-		v = 1000
-	default:
-		return nil, nil
-	}
-	s := detect.Series{Labels: labels.EmptyLabels()}
-	for t := start; !t.After(end); t = t.Add(step) {
-		s.Points = append(s.Points, detect.Point{T: t.UnixMilli(), V: v})
-	}
-	return []detect.Series{s}, nil
-}
+var gateT0 = detecttest.T0
 
 type gateEnv struct {
 	svc   *detect.Service
-	src   *gateFleet
-	clock *gateClock
+	src   *detecttest.Fleet
+	clock *detecttest.Clock
 	mux   *http.ServeMux
 }
 
@@ -92,7 +33,7 @@ func newGateEnv(t *testing.T) *gateEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	e := &gateEnv{src: &gateFleet{baselineErr: 0.001}, clock: &gateClock{now: gateT0}, mux: http.NewServeMux()}
+	e := &gateEnv{src: detecttest.NewFleet(), clock: detecttest.NewClock(), mux: http.NewServeMux()}
 	profile := detect.Profile{Name: "test", Metrics: []detect.Metric{
 		{Name: "error-ratio", Kind: detect.KindCount, Critical: true, Tolerance: 0.2, Limit: 0.01,
 			Events: `sum(increase(errors_total[$step]))`, Exposure: `sum(increase(requests_total[$step]))`},
@@ -166,7 +107,7 @@ func TestGateCLIWaitPass(t *testing.T) {
 
 func TestGateCLIWaitFail(t *testing.T) {
 	e := newGateEnv(t)
-	e.src.set(0.2, 0.001)
+	e.src.Set(1000, 0.2, 0.001)
 	url := e.serve(t, nil)
 	id := e.start(t, url, 30*time.Minute)
 	var stdout, stderr bytes.Buffer

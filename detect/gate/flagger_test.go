@@ -95,7 +95,7 @@ func TestGateFlaggerPromotion(t *testing.T) {
 
 func TestGateFlaggerRollback(t *testing.T) {
 	e := newEnv(t)
-	e.src.set(1000, 0.2, 0.001)
+	e.src.Set(1000, 0.2, 0.001)
 	code, body := e.do(t, "POST", "/api/v1/flagger/pre-rollout", flaggerPayload("bad0001", podinfoMetadata))
 	if code != http.StatusOK {
 		t.Fatalf("pre-rollout: %d %s", code, body)

@@ -2,7 +2,6 @@ package gate
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -10,87 +9,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/prometheus/model/labels"
-
 	"github.com/immune-dev/immune/detect"
+	"github.com/immune-dev/immune/internal/detecttest"
 )
 
-// t0 is the test clock's start.
-var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-
-// clock is the service's clock, moved by the tests.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-// fleet is a detect.Source with fixed, deterministic data: the canary is
-// whatever a query selects with version="v2", the baseline anything else.
-// Each step carries traffic requests per cohort with the cohort's error
-// ratio, and a constant latency. A selector with app="ghost" matches
-// nothing.
-type fleet struct {
-	mu                     sync.Mutex
-	traffic                float64
-	canaryErr, baselineErr float64
-	canaryLat, baselineLat float64
-}
-
-func (f *fleet) set(traffic, canaryErr, baselineErr float64) {
-	f.mu.Lock()
-	f.traffic, f.canaryErr, f.baselineErr = traffic, canaryErr, baselineErr
-	f.mu.Unlock()
-}
-
-// QueryRange implements detect.Source.
-func (f *fleet) QueryRange(_ context.Context, q string, start, end time.Time, step time.Duration) ([]detect.Series, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if strings.Contains(q, `app="ghost"`) {
-		return nil, nil
-	}
-	canary := strings.Contains(q, `version="v2"`)
-	var v float64
-	switch {
-	case strings.HasPrefix(q, "count("):
-		v = 1
-	case strings.Contains(q, "errors_total"):
-		v = f.traffic * f.baselineErr
-		if canary {
-			v = f.traffic * f.canaryErr
-		}
-	case strings.Contains(q, "requests_total"):
-		v = f.traffic
-	case strings.Contains(q, "latency_seconds"):
-		v = f.baselineLat
-		if canary {
-			v = f.canaryLat
-		}
-	default:
-		return nil, nil
-	}
-	s := detect.Series{Labels: labels.EmptyLabels()}
-	for t := start; !t.After(end); t = t.Add(step) {
-		s.Points = append(s.Points, detect.Point{T: t.UnixMilli(), V: v})
-	}
-	return []detect.Series{s}, nil
-}
+var t0 = detecttest.T0
 
 // testProfile is a critical error ratio and a reported-only latency.
 func testProfile() detect.Profile {
@@ -104,8 +30,8 @@ func testProfile() detect.Profile {
 type env struct {
 	srv   *httptest.Server
 	svc   *detect.Service
-	src   *fleet
-	clock *clock
+	src   *detecttest.Fleet
+	clock *detecttest.Clock
 }
 
 // newEnv serves the API over a real service and store.
@@ -116,7 +42,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	e := &env{src: &fleet{traffic: 1000, canaryErr: 0, baselineErr: 0.001, canaryLat: 0.1, baselineLat: 0.1}, clock: &clock{now: t0}}
+	e := &env{src: detecttest.NewFleet(), clock: detecttest.NewClock()}
 	e.svc, err = detect.NewService(store, e.src, detect.Options{Now: e.clock.Now, Profiles: []detect.Profile{testProfile()}})
 	if err != nil {
 		t.Fatal(err)
@@ -401,8 +327,8 @@ func TestGateCheckFailure(t *testing.T) {
 
 func TestGatePlot(t *testing.T) {
 	e := newEnv(t)
-	e.src.set(1000, 0.01, 0.01)
-	e.src.canaryLat = 0.12
+	e.src.Set(1000, 0.01, 0.01)
+	e.src.SetLatency(0.12, 0.1)
 	id := e.register(t, func(m map[string]any) { m["min_bake"] = "20m"; m["max_bake"] = "2h" })
 	for i := range 12 {
 		e.clock.Add(time.Minute)
