@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"go.yaml.in/yaml/v3"
 )
 
 // Status is the state of a deployment's verdict or of one metric in it.
@@ -186,6 +187,19 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	v, err := time.ParseDuration(s)
 	if err != nil {
 		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// UnmarshalYAML implements yaml.Unmarshaler: a Go duration string.
+func (d *Duration) UnmarshalYAML(value *yaml.Node) error {
+	v, err := time.ParseDuration(value.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: duration: want a string such as \"1h\": %w", value.Line, err)
 	}
 	*d = Duration(v)
 	return nil

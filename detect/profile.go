@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,10 +39,17 @@ const (
 )
 
 // Metric is one check of a profile. Queries are PromQL templates: the
-// cohort's label matchers are added to every selector in them, and $step is
-// replaced by the evaluation step (for example "30s"), so
-// sum(increase(http_requests_total[$step])) evaluated at that step yields
-// each step's requests.
+// cohort's label matchers are added to every selector in them, and three
+// variables are replaced:
+//
+//   - $step is the evaluation step, normally the scrape interval (e.g. "15s");
+//   - $window is two steps, so a window holds two consecutive scrapes and
+//     no two steps share an increment: rate(x[$window]) is a step's rate;
+//   - $step_seconds is the step in seconds, so irate(x[$window]) *
+//     $step_seconds is a counter's exact increment over one step.
+//
+// Count metrics need whole counts per step (increase() extrapolates to its
+// window and would count events twice), hence the irate form.
 type Metric struct {
 	// Name identifies the metric in verdicts and plots.
 	Name string `json:"name" yaml:"name"`
@@ -64,6 +72,11 @@ type Metric struct {
 	// restarts, one canary cannot prove their absence within minutes; a
 	// guard still catches a crash loop.
 	Guard bool `json:"guard,omitempty" yaml:"guard,omitempty"`
+	// TrendHorizon, for a gauge or latency, holds the pass while the
+	// canary/baseline ratio trends past the tolerance within this horizon
+	// (as a leak does), so a slow regression keeps the deployment baking
+	// until it shows. Zero disables the trend check.
+	TrendHorizon Duration `json:"trend_horizon,omitempty" yaml:"trend_horizon,omitempty"`
 	// Limit, for a count metric, is an absolute rate (events per unit of
 	// exposure, e.g. 0.01 for 1% errors) below which the canary counts as
 	// healthy whatever the baseline does; zero means none.
@@ -76,40 +89,64 @@ type Profile struct {
 	Metrics []Metric `json:"metrics" yaml:"metrics"`
 }
 
-// DefaultProfileName names the built-in profile.
-const DefaultProfileName = "default"
+// Names of the built-in profiles.
+const (
+	DefaultProfileName  = "default"
+	WeightedProfileName = "weighted"
+)
 
 // DefaultProfile checks the metrics that Prometheus client libraries and
-// common HTTP middleware expose, so one call gates a typical service.
+// common HTTP middleware expose, so one call gates a typical service. It
+// assumes the canary hosts get their share of traffic like any other host,
+// as in a host-by-host rollout behind a load balancer.
 func DefaultProfile() Profile {
 	return Profile{Name: DefaultProfileName, Metrics: []Metric{
 		{Name: "error-ratio", Kind: KindCount, Critical: true, Tolerance: 0.2, Limit: 0.001,
-			Events:   `sum(increase(http_requests_total{code=~"5.."}[$step]))`,
-			Exposure: `sum(increase(http_requests_total[$step]))`},
+			Events:   `sum(irate(http_requests_total{code=~"5.."}[$window])) * $step_seconds`,
+			Exposure: `sum(irate(http_requests_total[$window])) * $step_seconds`},
 		// Mean latency decides: unlike a quantile interpolated within
 		// histogram buckets, its canary/baseline ratio does not move when a
 		// fleet-wide slowdown shifts both across bucket bounds. A tail-only
 		// regression still moves the mean; p99 is reported beside it.
 		{Name: "latency-mean", Kind: KindLatency, Critical: true, Tolerance: 0.1,
-			Query: `sum(rate(http_request_duration_seconds_sum[$step])) / sum(rate(http_request_duration_seconds_count[$step]))`},
+			Query: `sum(rate(http_request_duration_seconds_sum[$window])) / sum(rate(http_request_duration_seconds_count[$window]))`},
 		{Name: "latency-p99", Kind: KindLatency, Tolerance: 0.2,
-			Query: `histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[$step])))`},
+			Query: `histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[$window])))`},
 		{Name: "restarts", Kind: KindCount, Guard: true, Tolerance: 0.5,
-			Events:   `sum(changes(process_start_time_seconds[$step]))`,
+			Events:   `sum(changes(process_start_time_seconds[$window]))`,
 			Exposure: `count(up)`},
 		{Name: "down", Kind: KindCount, Guard: true, Tolerance: 0.5,
 			Events:   `count(up == 0)`,
 			Exposure: `count(up)`},
 		{Name: "cpu", Kind: KindGauge, Critical: true, Tolerance: 0.2,
-			Query: `avg(rate(process_cpu_seconds_total[$step]))`},
-		{Name: "memory", Kind: KindGauge, Critical: true, Tolerance: 0.2,
+			Query: `avg(rate(process_cpu_seconds_total[$window]))`},
+		// A leak passes the tolerance only after a while: the trend holds
+		// the pass until the canary is clearly not heading past it.
+		{Name: "memory", Kind: KindGauge, Critical: true, Tolerance: 0.2, TrendHorizon: Duration(time.Hour),
 			Query: `avg(process_resident_memory_bytes)`},
-		// Per-host traffic is reported, not judged: weighted rollouts
-		// (Flagger, Argo) send the canary less traffic on purpose.
-		{Name: "traffic", Kind: KindGauge, Bad: Decrease, Tolerance: 0.3,
-			Query: `sum(rate(http_requests_total[$step])) / count(up)`},
+		// A canary host that gets half the traffic of its peers is failing
+		// health checks or refusing connections.
+		{Name: "traffic", Kind: KindGauge, Critical: true, Bad: Decrease, Tolerance: 0.5,
+			Query: `sum(rate(http_requests_total[$window])) / count(up)`},
 	}}
 }
+
+// WeightedProfile is the default profile for rollouts that split traffic
+// by weight (Argo Rollouts with a traffic router, Flagger): the canary gets
+// less traffic per host on purpose, so traffic is reported, not judged.
+func WeightedProfile() Profile {
+	p := DefaultProfile()
+	p.Name = WeightedProfileName
+	for i := range p.Metrics {
+		if p.Metrics[i].Name == "traffic" {
+			p.Metrics[i].Critical = false
+		}
+	}
+	return p
+}
+
+// builtinProfiles are always present and cannot be replaced.
+func builtinProfiles() []Profile { return []Profile{DefaultProfile(), WeightedProfile()} }
 
 // Validate checks the profile and every template in it.
 func (p Profile) Validate() error {
@@ -218,11 +255,15 @@ func LoadProfiles(path string) ([]Profile, error) {
 	return doc.Profiles, nil
 }
 
-// Expand turns a template into a query: $step becomes the step, the
+// Expand turns a template into a query: the variables become the step's, the
 // cohort's matchers are added to every selector, and offset (if not zero)
 // shifts every selector back in time, for historical baselines.
 func Expand(template string, cohort []*labels.Matcher, step, offset time.Duration) (string, error) {
-	q := strings.ReplaceAll(template, "$step", formatStep(step))
+	q := strings.NewReplacer(
+		"$step_seconds", strconv.FormatFloat(step.Seconds(), 'f', -1, 64),
+		"$step", formatStep(step),
+		"$window", formatStep(2*step),
+	).Replace(template)
 	expr, err := parser.NewParser(parser.Options{}).ParseExpr(q)
 	if err != nil {
 		return "", fmt.Errorf("template %q: %w", template, err)

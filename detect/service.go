@@ -71,8 +71,9 @@ func NewService(store *Store, src Source, opts Options) (*Service, error) {
 	}
 	s := &Service{store: store, src: src, opts: opts, log: opts.Logger, profiles: map[string]Profile{},
 		notify: newNotifier(opts.Webhooks, opts.Logger)}
-	def := DefaultProfile()
-	s.profiles[def.Name] = def
+	for _, p := range builtinProfiles() {
+		s.profiles[p.Name] = p
+	}
 	stored, err := store.Profiles()
 	if err != nil {
 		return nil, err
@@ -111,8 +112,10 @@ func (s *Service) PutProfile(p Profile) error {
 	if err := p.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if p.Name == DefaultProfileName {
-		return fmt.Errorf("%w: the %q profile is built in", ErrInvalid, DefaultProfileName)
+	for _, b := range builtinProfiles() {
+		if p.Name == b.Name {
+			return fmt.Errorf("%w: the %q profile is built in", ErrInvalid, b.Name)
+		}
 	}
 	if err := s.store.PutProfile(p); err != nil {
 		return err
@@ -128,17 +131,7 @@ const canaryLookback = 10 * time.Minute
 
 // Register validates and stores a new deployment and evaluates it once.
 func (s *Service) Register(ctx context.Context, d *Deployment) (*Deployment, error) {
-	now := s.opts.Now()
-	d.ID, d.State, d.Verdict, d.Checks = "", Pending, nil, nil
-	if err := d.Validate(now, s.Profile); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	for i, st := range d.Stages {
-		if err := validateStage(d, st); err != nil {
-			return nil, fmt.Errorf("%w: stage %d: %v", ErrInvalid, i, err)
-		}
-	}
-	if err := s.requireSeries(ctx, d.Canary, now); err != nil {
+	if err := s.prepare(ctx, d, s.opts.Now()); err != nil {
 		return nil, err
 	}
 	if err := s.store.Create(d); err != nil {
@@ -154,6 +147,30 @@ func (s *Service) Register(ctx context.Context, d *Deployment) (*Deployment, err
 	return evaluated, nil
 }
 
+// prepare completes and checks a new deployment as it would be registered
+// at asOf: defaults, profile, cohorts and stages, a canary that reports,
+// and the step, measured from the scrape interval when not given. Errors
+// in what the client sent wrap ErrInvalid.
+func (s *Service) prepare(ctx context.Context, d *Deployment, asOf time.Time) error {
+	measureStep := d.Step == 0
+	d.ID, d.State, d.Verdict, d.Checks = "", Pending, nil, nil
+	if err := d.Validate(asOf, s.Profile); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	for i, st := range d.Stages {
+		if err := validateStage(d, st); err != nil {
+			return fmt.Errorf("%w: stage %d: %v", ErrInvalid, i, err)
+		}
+	}
+	if err := s.requireSeries(ctx, d.Canary, asOf); err != nil {
+		return err
+	}
+	if measureStep {
+		d.Step = Duration(s.scrapeInterval(ctx, d, asOf))
+	}
+	return nil
+}
+
 // requireSeries fails with ErrInvalid when selector matched no series in
 // the last canaryLookback.
 func (s *Service) requireSeries(ctx context.Context, selector string, now time.Time) error {
@@ -166,6 +183,34 @@ func (s *Service) requireSeries(ctx context.Context, selector string, now time.T
 		return fmt.Errorf("%w: canary selector %s matches no series in the last %s: is the canary reporting, and are its labels right?", ErrInvalid, selector, canaryLookback)
 	}
 	return nil
+}
+
+// intervalProbe is the window in which samples are counted to measure the
+// scrape interval.
+const intervalProbe = 5 * time.Minute
+
+// scrapeInterval measures how often the deployment's series are sampled:
+// the median count of samples per series over intervalProbe, taken on the
+// baseline (whose series are older than the canary's) or else the canary.
+// Evaluating at that step, with windows of two steps, gives each step the
+// increment between two consecutive scrapes and no step shares one. It
+// returns DefaultStep when the data do not tell.
+func (s *Service) scrapeInterval(ctx context.Context, d *Deployment, asOf time.Time) time.Duration {
+	selector := d.Baseline
+	if selector == "" {
+		selector = d.Canary
+	}
+	q := fmt.Sprintf("quantile(0.5, count_over_time(%s[%s]))", selector, formatStep(intervalProbe))
+	series, err := s.src.QueryRange(ctx, q, asOf, asOf, time.Minute)
+	if err != nil || len(series) == 0 || len(series[0].Points) == 0 {
+		return DefaultStep
+	}
+	n := series[0].Points[len(series[0].Points)-1].V
+	if !(n >= 3) {
+		return DefaultStep
+	}
+	step := (intervalProbe / time.Duration(n)).Round(time.Second)
+	return min(max(step, time.Second), 10*time.Minute)
 }
 
 func validateStage(d *Deployment, st Stage) error {
@@ -277,12 +322,10 @@ func (s *Service) Evaluate(ctx context.Context, id string) (*Deployment, error) 
 	if !ok {
 		return nil, fmt.Errorf("deployment %s: profile %q is gone", id, d.Profile)
 	}
-	now := s.opts.Now()
-	data, err := Collect(ctx, s.src, d, p, now)
+	v, err := judgeAt(ctx, s.src, d, p, s.opts.Now(), s.opts.Judge)
 	if err != nil {
 		return nil, fmt.Errorf("deployment %s: %w", id, err)
 	}
-	v := Judge(d, p, data, now, s.opts.Judge)
 	d, err = s.store.Record(id, v)
 	if err == nil && v.Verdict.Terminal() && d.State == v.Verdict {
 		s.notify.enqueue(Notification{ID: d.ID, Service: d.Service, Version: d.Version, Verdict: v.Verdict, Reason: v.Reason, At: v.At, Details: v})
@@ -294,6 +337,17 @@ func (s *Service) Evaluate(ctx context.Context, id string) (*Deployment, error) 
 		}
 	}
 	return d, err
+}
+
+// judgeAt collects the deployment's metrics as they stood at asOf and
+// judges them. It is the one path of both the live detector and backtests:
+// queries evaluated at or before asOf see no sample stamped after it.
+func judgeAt(ctx context.Context, src Source, d *Deployment, p Profile, asOf time.Time, opts JudgeOptions) (Verdict, error) {
+	data, err := Collect(ctx, src, d, p, asOf)
+	if err != nil {
+		return Verdict{}, err
+	}
+	return Judge(d, p, data, asOf, opts), nil
 }
 
 // Run evaluates every active deployment each interval until ctx ends, at

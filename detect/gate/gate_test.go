@@ -202,7 +202,7 @@ func TestGateBadInput(t *testing.T) {
 		t.Errorf("bad registrations left %d deployments", len(list.Deployments))
 	}
 	_, body = e.do(t, "GET", "/api/v1/profiles", "")
-	if ps := decodeInto[struct{ Profiles []detect.Profile }](t, body).Profiles; len(ps) != 2 || ps[0].Name != "default" || ps[1].Name != "test" {
+	if ps := decodeInto[struct{ Profiles []detect.Profile }](t, body).Profiles; len(ps) != 3 || ps[0].Name != "default" || ps[1].Name != "test" || ps[2].Name != "weighted" {
 		t.Errorf("profiles = %s", body)
 	}
 
