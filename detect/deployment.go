@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -101,7 +102,8 @@ type MetricVerdict struct {
 	Verdict  Status `json:"verdict"`
 	Reason   string `json:"reason"`
 	// BaselineSource says what the canary was compared with: the
-	// concurrent baseline cohort, or the canary itself a day earlier.
+	// concurrent baseline cohort ("concurrent"), or the canary itself a
+	// day earlier ("1d"), or both a day and a week earlier ("1d+7d").
 	BaselineSource string  `json:"baseline_source,omitempty"`
 	Canary         Summary `json:"canary"`
 	Baseline       Summary `json:"baseline"`
@@ -140,6 +142,10 @@ type Evidence struct {
 	PassThreshold     Number `json:"pass_threshold"`
 	LimitBelow        Number `json:"limit_below,omitempty"`
 	PreDeployLogRatio Number `json:"pre_deploy_log_ratio,omitempty"`
+	// TrendPerHour is how fast the canary/baseline ratio moves towards
+	// the bad side, as a relative change per hour, for metrics with a
+	// trend horizon.
+	TrendPerHour Number `json:"trend_per_hour,omitempty"`
 }
 
 // Number is a float64 that encodes NaN and ±Inf as JSON null.
@@ -287,16 +293,25 @@ func validateCohorts(canary, baseline string) error {
 }
 
 // disjoint reports whether no label set can satisfy both matcher lists,
-// judged on equality matchers: one side's value for a label is rejected by
-// the other side's matcher for it.
+// judged on the matchers that allow a finite set of values (equality, and
+// regexes that are alternations of literals, as instance=~"h1|h2"): every
+// value one side allows for a label is rejected by the other side's
+// matcher for it.
 func disjoint(a, b []*labels.Matcher) bool {
 	check := func(x, y []*labels.Matcher) bool {
 		for _, mx := range x {
-			if mx.Type != labels.MatchEqual {
+			var values []string
+			switch mx.Type {
+			case labels.MatchEqual:
+				values = []string{mx.Value}
+			case labels.MatchRegexp:
+				values = mx.SetMatches()
+			}
+			if len(values) == 0 {
 				continue
 			}
 			for _, my := range y {
-				if my.Name == mx.Name && !my.Matches(mx.Value) {
+				if my.Name == mx.Name && !slices.ContainsFunc(values, my.Matches) {
 					return true
 				}
 			}

@@ -87,6 +87,13 @@ func countProfile() Profile {
 		Events: `sum(increase(errors[$step]))`, Exposure: `sum(increase(requests[$step]))`}}}
 }
 
+// withWeekly sets weekly as md's week-old comparison, md's being a day old.
+func withWeekly(md, weekly MetricData) MetricData {
+	md.BaselineSource, weekly.BaselineSource = "1d", "7d"
+	md.Weekly = &weekly
+	return md
+}
+
 func countData(steps int, canaryRate, baselineRate float64) MetricData {
 	md := MetricData{CanarySeen: true, BaselineSeen: true, BaselineSource: "concurrent"}
 	for range steps {
@@ -117,6 +124,10 @@ func TestJudge(t *testing.T) {
 		{"missing metric", MetricData{}, 10 * time.Minute, nil, Pending, Error, "metric missing", true},
 		{"query error", MetricData{Err: errors.New("boom")}, 10 * time.Minute, nil, Pending, Error, "query failed: boom", true},
 		{"failed check", countData(40, 0.01, 0.01), 20 * time.Minute, []Check{{Name: "smoke", Critical: true, Details: "GET /health: 503"}}, Fail, Pass, `check "smoke" failed: GET /health: 503`, false},
+		// Without a baseline cohort, a change must show against a day and a
+		// week earlier alike.
+		{"history: both show it", withWeekly(countData(20, 0.05, 0.01), countData(20, 0.05, 0.01)), 10 * time.Minute, nil, Fail, Fail, "errors: +400", false},
+		{"history: the day before differs, the week before not", withWeekly(countData(20, 0.05, 0.01), countData(20, 0.05, 0.05)), 10 * time.Minute, nil, Pending, Pending, "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dd := *d
@@ -129,6 +140,34 @@ func TestJudge(t *testing.T) {
 				t.Fatalf("eta %v, want one: %v", v.ETASeconds, tc.wantETA)
 			}
 		})
+	}
+}
+
+// TestJudgeHoldsATrend: a canary within tolerance now but heading past it
+// within the metric's trend horizon (a leak) is not passed; a flat one is.
+func TestJudgeHoldsATrend(t *testing.T) {
+	d := testDeployment()
+	d.Step = Duration(15 * time.Second)
+	p := Profile{Name: "p", Metrics: []Metric{{Name: "memory", Kind: KindGauge, Critical: true, Tolerance: 0.2,
+		TrendHorizon: Duration(time.Hour), Query: "avg(mem)"}}}
+	gauge := func(growthPerStep float64) MetricData {
+		md := MetricData{CanarySeen: true, BaselineSeen: true, BaselineSource: "concurrent"}
+		for i := range 60 {
+			wobble := 1 + 0.002*float64(i%3-1)
+			md.Canary = append(md.Canary, 100*(1+growthPerStep*float64(i))*wobble)
+			md.Baseline = append(md.Baseline, 100)
+		}
+		return md
+	}
+	at := t0.Add(15 * time.Minute)
+	// +0.1% a step is +24% an hour: past +20% within the hour.
+	v := Judge(d, p, []MetricData{gauge(0.001)}, at, JudgeOptions{})
+	if m := v.Metrics[0]; v.Verdict != Pending || m.Verdict != Pending || !strings.Contains(m.Reason, "trending") ||
+		!(float64(m.Evidence.TrendPerHour) > 0.2) {
+		t.Fatalf("leak: %s; metric %s: %s (trend %v/h)", v.Verdict, m.Verdict, m.Reason, m.Evidence.TrendPerHour)
+	}
+	if v := Judge(d, p, []MetricData{gauge(0)}, at, JudgeOptions{}); v.Verdict != Pass {
+		t.Fatalf("flat: %s: %s", v.Verdict, v.Reason)
 	}
 }
 
@@ -177,6 +216,8 @@ func TestJudgeFleetOnRealStore(t *testing.T) {
 		{"errors x5", fleet(bench.Regression{ErrorFactor: 5}), Fail, "error-ratio"},
 		{"latency x1.6", fleet(bench.Regression{LatencyFactor: 1.6}), Fail, "latency-mean"},
 		{"crash loop", fleet(bench.Regression{CrashEvery: time.Minute}), Fail, "restarts"},
+		{"memory leak", fleet(bench.Regression{LeakPerHour: 1}), Fail, "memory"},
+		{"traffic drop", fleet(bench.Regression{TrafficFactor: 0.3}), Fail, "traffic"},
 		{"fleet-wide incident", fleet(bench.Regression{}, bench.Incident{Start: t0.Add(time.Minute), End: t0.Add(20 * time.Minute), ErrorFactor: 8, LatencyFactor: 2}), Pass, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -48,6 +48,9 @@ type MetricData struct {
 	CanarySeen, BaselineSeen bool
 	// BaselineSource names what the baseline is ("concurrent", "1d").
 	BaselineSource string
+	// Weekly, when the baseline is the canary's own history, is the same
+	// data against a week earlier instead of a day.
+	Weekly *MetricData
 	// Err is a query failure.
 	Err error
 }
@@ -76,7 +79,7 @@ func Judge(d *Deployment, p Profile, data []MetricData, now time.Time, opts Judg
 		if i < len(data) {
 			md = data[i]
 		}
-		v.Metrics = append(v.Metrics, judgeMetric(m, md, failThreshold, passThreshold, opts.FailAlpha/float64(max(critical, 1))))
+		v.Metrics = append(v.Metrics, judgeMetric(m, md, time.Duration(d.Step), failThreshold, passThreshold, opts.FailAlpha/float64(max(critical, 1))))
 	}
 
 	for _, c := range d.Checks {
@@ -151,68 +154,27 @@ func metricETA(mv MetricVerdict, elapsed time.Duration) float64 {
 	return math.Max(0, (math.Log(target)-math.Log(e))/rate)
 }
 
-func judgeMetric(m Metric, md MetricData, failThreshold, passThreshold, failAlpha float64) MetricVerdict {
+func judgeMetric(m Metric, md MetricData, step time.Duration, failThreshold, passThreshold, failAlpha float64) MetricVerdict {
 	mv := MetricVerdict{Name: m.Name, Kind: m.Kind, Critical: m.Critical, Guard: m.Guard, BaselineSource: md.BaselineSource,
 		Effect:   Interval{Estimate: Number(math.NaN()), Lower: Number(math.NaN()), Upper: Number(math.NaN())},
 		Evidence: Evidence{Worse: 1, NotWorse: 1, FailThreshold: Number(failThreshold), PassThreshold: Number(passThreshold)},
 	}
-	if md.Err != nil {
-		mv.Verdict, mv.Reason = Error, "query failed: "+md.Err.Error()
+	ok := weigh(&mv, m, md, step, failAlpha)
+	if ok && md.Weekly != nil && (md.Weekly.CanarySeen || md.Weekly.BaselineSeen) {
+		// Against history, a change must show against both the day and
+		// the week before: either alone may be a seasonal effect. The
+		// smaller of two e-values is an e-value.
+		weekly := mv
+		if weigh(&weekly, m, *md.Weekly, step, failAlpha) {
+			mv.Evidence.Worse = min(mv.Evidence.Worse, weekly.Evidence.Worse)
+			mv.Evidence.NotWorse = min(mv.Evidence.NotWorse, weekly.Evidence.NotWorse)
+			mv.BaselineSource = md.BaselineSource + "+7d"
+		}
+	}
+	if !ok {
 		return mv
 	}
-	if !md.CanarySeen && !md.BaselineSeen {
-		mv.Verdict, mv.Reason = Error, "metric missing: no series for the canary or the baseline"
-		return mv
-	}
-	increaseBad := m.bad() == Increase
-	var worse, notWorse float64
-	switch m.Kind {
-	case KindCount:
-		ev := stats.RateRatio(md.Steps, m.Boundary(), increaseBad, failAlpha)
-		mv.Canary, mv.Baseline = countSummaries(md.Steps)
-		mv.N = len(md.Steps)
-		if float64(mv.Canary.Exposure) <= 0 {
-			mv.Verdict, mv.Reason = NoData, "no traffic on the canary yet"
-			return mv
-		}
-		if float64(mv.Baseline.Exposure) <= 0 {
-			mv.Verdict, mv.Reason = NoData, "no traffic on the baseline"
-			return mv
-		}
-		worse, notWorse = ev.Worse, ev.NotWorse
-		mv.Effect = Interval{Number(ev.Estimate), Number(ev.Lower), Number(ev.Upper)}
-		if m.Limit > 0 {
-			lim := stats.AgainstLimit(float64(mv.Canary.Events), float64(mv.Canary.Exposure), m.Limit)
-			mv.Evidence.LimitBelow = Number(lim.Below)
-			notWorse = max(notWorse, lim.Below)
-		}
-	default:
-		// Gauges (CPU, memory) keep a host's difference across load levels,
-		// so a difference the canary hosts had before the deploy is removed.
-		// Latency quantiles from histogram buckets do not: their ratio moves
-		// with the level as it crosses bucket bounds, so an offset learnt
-		// before a fleet-wide slowdown misleads during it.
-		offset := 0.0
-		if pre := stats.LogRatios(md.PreCanary, md.PreBaseline, 0); m.Kind == KindGauge && len(pre) >= 10 {
-			slices.Sort(pre)
-			offset = pre[len(pre)/2]
-			mv.Evidence.PreDeployLogRatio = Number(offset)
-		}
-		ev := stats.PairedShift(md.Canary, md.Baseline, offset, m.Boundary(), increaseBad, failAlpha)
-		mv.Canary, mv.Baseline = valueSummary(md.Canary), valueSummary(md.Baseline)
-		mv.N = ev.N
-		if mv.Canary.Points == 0 {
-			mv.Verdict, mv.Reason = NoData, "no canary data yet"
-			return mv
-		}
-		if ev.N == 0 {
-			mv.Verdict, mv.Reason = NoData, "no baseline data at the canary's steps"
-			return mv
-		}
-		worse, notWorse = ev.Worse, ev.NotWorse
-		mv.Effect = Interval{Number(ev.Estimate), Number(ev.Lower), Number(ev.Upper)}
-	}
-	mv.Evidence.Worse, mv.Evidence.NotWorse = Number(worse), Number(notWorse)
+	worse, notWorse := float64(mv.Evidence.Worse), float64(mv.Evidence.NotWorse)
 	change := describeEffect(mv.Effect)
 	switch {
 	case worse >= failThreshold:
@@ -221,11 +183,128 @@ func judgeMetric(m Metric, md MetricData, failThreshold, passThreshold, failAlph
 	case notWorse >= passThreshold:
 		mv.Verdict = Pass
 		mv.Reason = fmt.Sprintf("%s vs baseline, within the %s tolerance (evidence %.3g >= %.3g)", change, tolerance(m), notWorse, passThreshold)
+		if crossing, ok := trendCrossing(m, md, step, float64(mv.Evidence.PreDeployLogRatio), &mv.Evidence); ok {
+			mv.Verdict = Pending
+			mv.Reason = fmt.Sprintf("%s vs baseline, within the %s tolerance now but trending %+.1f%%/h towards it (there in about %s)",
+				change, tolerance(m), 100*float64(mv.Evidence.TrendPerHour), crossing.Round(time.Minute))
+		}
 	default:
 		mv.Verdict = Pending
 		mv.Reason = fmt.Sprintf("%s vs baseline so far; not enough evidence yet (worse %.3g, within %.3g)", change, worse, notWorse)
 	}
 	return mv
+}
+
+// weigh fills mv with the evidence of md. It returns false when md cannot
+// be judged, with mv's verdict and reason saying why.
+func weigh(mv *MetricVerdict, m Metric, md MetricData, step time.Duration, failAlpha float64) bool {
+	if md.Err != nil {
+		mv.Verdict, mv.Reason = Error, "query failed: "+md.Err.Error()
+		return false
+	}
+	if !md.CanarySeen && !md.BaselineSeen {
+		mv.Verdict, mv.Reason = Error, "metric missing: no series for the canary or the baseline"
+		return false
+	}
+	increaseBad := m.bad() == Increase
+	if m.Kind == KindCount {
+		ev := stats.RateRatio(md.Steps, m.Boundary(), increaseBad, failAlpha)
+		mv.Canary, mv.Baseline = countSummaries(md.Steps)
+		mv.N = len(md.Steps)
+		if float64(mv.Canary.Exposure) <= 0 {
+			mv.Verdict, mv.Reason = NoData, "no traffic on the canary yet"
+			return false
+		}
+		if float64(mv.Baseline.Exposure) <= 0 {
+			mv.Verdict, mv.Reason = NoData, "no traffic on the baseline"
+			return false
+		}
+		mv.Evidence.Worse, mv.Evidence.NotWorse = Number(ev.Worse), Number(ev.NotWorse)
+		mv.Effect = Interval{Number(ev.Estimate), Number(ev.Lower), Number(ev.Upper)}
+		if m.Limit > 0 {
+			lim := stats.AgainstLimit(float64(mv.Canary.Events), float64(mv.Canary.Exposure), m.Limit)
+			mv.Evidence.LimitBelow = Number(lim.Below)
+			mv.Evidence.NotWorse = Number(max(ev.NotWorse, lim.Below))
+		}
+		return true
+	}
+	offset := preDeployOffset(m, md)
+	if offset != 0 {
+		mv.Evidence.PreDeployLogRatio = Number(offset)
+	}
+	ev := stats.PairedShift(md.Canary, md.Baseline, offset, m.Boundary(), increaseBad, failAlpha)
+	mv.Canary, mv.Baseline = valueSummary(md.Canary), valueSummary(md.Baseline)
+	mv.N = ev.N
+	if mv.Canary.Points == 0 {
+		mv.Verdict, mv.Reason = NoData, "no canary data yet"
+		return false
+	}
+	if ev.N == 0 {
+		mv.Verdict, mv.Reason = NoData, "no baseline data at the canary's steps"
+		return false
+	}
+	mv.Evidence.Worse, mv.Evidence.NotWorse = Number(ev.Worse), Number(ev.NotWorse)
+	if m.TrendHorizon > 0 && step > 0 {
+		// A metric that may drift is tested for a late regression too.
+		every := max(1, int(lateShiftRestart/step))
+		mv.Evidence.Worse = Number(stats.LateShift(md.Canary, md.Baseline, offset, m.Boundary(), increaseBad, every))
+	}
+	mv.Effect = Interval{Number(ev.Estimate), Number(ev.Lower), Number(ev.Upper)}
+	return true
+}
+
+// lateShiftRestart is how often a drifting metric's test for a late
+// regression starts afresh.
+const lateShiftRestart = 4 * time.Minute
+
+// preDeployOffset is the canary hosts' usual log ratio to the baseline
+// before the deploy, for gauges. Gauges (CPU, memory) keep a host's
+// difference across load levels, so it is removed. Latency quantiles from
+// histogram buckets do not: their ratio moves with the level as it crosses
+// bucket bounds, so an offset learnt before a fleet-wide slowdown misleads
+// during it.
+func preDeployOffset(m Metric, md MetricData) float64 {
+	pre := stats.LogRatios(md.PreCanary, md.PreBaseline, 0)
+	if m.Kind != KindGauge || len(pre) < 10 {
+		return 0
+	}
+	slices.Sort(pre)
+	return pre[len(pre)/2]
+}
+
+// trendCrossing reports whether the canary/baseline ratio trends towards
+// the bad side fast enough to cross the boundary within the metric's trend
+// horizon, and in how long; it records the trend in ev. The trend must be
+// significant (Sen's 95% interval clear of zero), so noise does not hold a
+// healthy canary for long.
+func trendCrossing(m Metric, md MetricData, step time.Duration, offset float64, ev *Evidence) (time.Duration, bool) {
+	if m.TrendHorizon <= 0 || m.Kind == KindCount || step <= 0 {
+		return 0, false
+	}
+	sign := 1.0
+	if m.bad() == Decrease {
+		sign = -1
+	}
+	n := min(len(md.Canary), len(md.Baseline))
+	d := make([]float64, n)
+	for i := range n {
+		c, b := md.Canary[i], md.Baseline[i]
+		d[i] = math.NaN()
+		if c > 0 && b > 0 && !math.IsInf(c, 0) && !math.IsInf(b, 0) {
+			d[i] = sign * (math.Log(c/b) - offset)
+		}
+	}
+	tr := stats.TheilSen(d, 0.95)
+	stepsPerHour := float64(time.Hour) / float64(step)
+	ev.TrendPerHour = Number(math.Expm1(tr.Slope * stepsPerHour))
+	if !(tr.Lower > 0) {
+		return 0, false
+	}
+	now := tr.Intercept + tr.Slope*float64(n-1)
+	bound := sign * math.Log(m.Boundary())
+	steps := (bound - now) / tr.Slope
+	crossing := time.Duration(max(steps, 0) * float64(step))
+	return crossing, crossing <= time.Duration(m.TrendHorizon)
 }
 
 func tolerance(m Metric) string {

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/storage"
 )
 
@@ -39,6 +41,10 @@ type Options struct {
 	// Webhooks are URLs POSTed a Notification when a deployment reaches a
 	// terminal verdict, with retries and backoff, while Run runs.
 	Webhooks []string
+	// BacktestWorkers bounds the replays run at once, over every backtest
+	// and calibration together, so history replays leave CPU to ingest and
+	// to the live detector. Zero means 2.
+	BacktestWorkers int
 }
 
 // Service owns deployments: registration, changes, evaluation and the
@@ -50,6 +56,8 @@ type Service struct {
 	log   *slog.Logger
 
 	notify *notifier
+	// replays holds a token per replay running, BacktestWorkers at most.
+	replays chan struct{}
 
 	mu       sync.RWMutex
 	profiles map[string]Profile
@@ -69,8 +77,11 @@ func NewService(store *Store, src Source, opts Options) (*Service, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.BacktestWorkers <= 0 {
+		opts.BacktestWorkers = 2
+	}
 	s := &Service{store: store, src: src, opts: opts, log: opts.Logger, profiles: map[string]Profile{},
-		notify: newNotifier(opts.Webhooks, opts.Logger)}
+		notify: newNotifier(opts.Webhooks, store, opts.Logger), replays: make(chan struct{}, opts.BacktestWorkers)}
 	for _, p := range builtinProfiles() {
 		s.profiles[p.Name] = p
 	}
@@ -191,21 +202,45 @@ const intervalProbe = 5 * time.Minute
 
 // scrapeInterval measures how often the deployment's series are sampled:
 // the median count of samples per series over intervalProbe, taken on the
-// baseline (whose series are older than the canary's) or else the canary.
-// Evaluating at that step, with windows of two steps, gives each step the
-// increment between two consecutive scrapes and no step shares one. It
-// returns DefaultStep when the data do not tell.
+// baseline (whose series are older than the canary's) or else the canary,
+// for its most common metric name (the count drops the names, and series
+// that differ only by name would collide). Evaluating at that step, with
+// windows of two steps, gives each step the increment between two
+// consecutive scrapes and no step shares one. It returns DefaultStep when
+// the data do not tell.
 func (s *Service) scrapeInterval(ctx context.Context, d *Deployment, asOf time.Time) time.Duration {
 	selector := d.Baseline
 	if selector == "" {
 		selector = d.Canary
 	}
-	q := fmt.Sprintf("quantile(0.5, count_over_time(%s[%s]))", selector, formatStep(intervalProbe))
-	series, err := s.src.QueryRange(ctx, q, asOf, asOf, time.Minute)
-	if err != nil || len(series) == 0 || len(series[0].Points) == 0 {
+	instant := func(q string) []Series {
+		series, err := s.src.QueryRange(ctx, q, asOf, asOf, time.Minute)
+		if err != nil {
+			s.log.Warn("measure the scrape interval", "query", q, "err", err)
+			return nil
+		}
+		return series
+	}
+	name, most := "", 0.0
+	for _, sr := range instant(fmt.Sprintf("count by (__name__) (%s)", selector)) {
+		if len(sr.Points) > 0 && sr.Points[0].V > most {
+			name, most = sr.Labels.Get(labels.MetricName), sr.Points[0].V
+		}
+	}
+	if name == "" {
 		return DefaultStep
 	}
-	n := series[0].Points[len(series[0].Points)-1].V
+	matchers, err := ParseSelector(selector)
+	if err != nil {
+		return DefaultStep
+	}
+	matchers = append(matchers, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name))
+	sel := (&parser.VectorSelector{LabelMatchers: matchers}).String()
+	series := instant(fmt.Sprintf("quantile(0.5, count_over_time(%s[%s]))", sel, formatStep(intervalProbe)))
+	if len(series) == 0 || len(series[0].Points) == 0 {
+		return DefaultStep
+	}
+	n := series[0].Points[0].V
 	if !(n >= 3) {
 		return DefaultStep
 	}
@@ -243,18 +278,28 @@ func (s *Service) AddStage(ctx context.Context, id string, st Stage) (*Deploymen
 		if d.State.Terminal() {
 			return fmt.Errorf("%w: %s is %s", ErrTerminal, id, d.State)
 		}
-		if st.At.Before(d.Start) || (len(d.Stages) > 0 && st.At.Before(d.Stages[len(d.Stages)-1].At)) {
-			return fmt.Errorf("%w: a stage may not start before the deployment or the previous stage", ErrInvalid)
-		}
-		if st.At.After(now.Add(time.Minute)) {
-			return fmt.Errorf("%w: stage start %s is in the future", ErrInvalid, st.At.Format(time.RFC3339))
-		}
-		if err := validateStage(d, st); err != nil {
-			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		if err := checkNewStage(d, st, now); err != nil {
+			return err
 		}
 		d.Stages = append(d.Stages, st)
 		return nil
 	})
+}
+
+// checkNewStage checks a stage reported at now against the deployment's
+// stages so far: it may not start before the deployment or the previous
+// stage, nor in the future, and its cohorts must not overlap.
+func checkNewStage(d *Deployment, st Stage, now time.Time) error {
+	if st.At.Before(d.Start) || (len(d.Stages) > 0 && st.At.Before(d.Stages[len(d.Stages)-1].At)) {
+		return fmt.Errorf("%w: a stage may not start before the deployment or the previous stage", ErrInvalid)
+	}
+	if st.At.After(now.Add(time.Minute)) {
+		return fmt.Errorf("%w: stage start %s is in the future", ErrInvalid, st.At.Format(time.RFC3339))
+	}
+	if err := validateStage(d, st); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return nil
 }
 
 // AddCheck records external evidence; a failed critical check fails the
@@ -322,7 +367,7 @@ func (s *Service) Evaluate(ctx context.Context, id string) (*Deployment, error) 
 	if !ok {
 		return nil, fmt.Errorf("deployment %s: profile %q is gone", id, d.Profile)
 	}
-	v, err := judgeAt(ctx, s.src, d, p, s.opts.Now(), s.opts.Judge)
+	v, err := judgeAt(ctx, s.src, d, p, s.opts.Now(), s.opts.Judge, nil)
 	if err != nil {
 		return nil, fmt.Errorf("deployment %s: %w", id, err)
 	}
@@ -342,10 +387,15 @@ func (s *Service) Evaluate(ctx context.Context, id string) (*Deployment, error) 
 // judgeAt collects the deployment's metrics as they stood at asOf and
 // judges them. It is the one path of both the live detector and backtests:
 // queries evaluated at or before asOf see no sample stamped after it.
-func judgeAt(ctx context.Context, src Source, d *Deployment, p Profile, asOf time.Time, opts JudgeOptions) (Verdict, error) {
+// inject, when not nil, changes the collected data before the judge sees
+// it: only calibration's injected regressions use it; live is always nil.
+func judgeAt(ctx context.Context, src Source, d *Deployment, p Profile, asOf time.Time, opts JudgeOptions, inject func([]MetricData)) (Verdict, error) {
 	data, err := Collect(ctx, src, d, p, asOf)
 	if err != nil {
 		return Verdict{}, err
+	}
+	if inject != nil {
+		inject(data)
 	}
 	return Judge(d, p, data, asOf, opts), nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -35,15 +36,19 @@ type Point struct {
 // learn the canary hosts' usual difference from the baseline.
 const preDeployWindow = 30 * time.Minute
 
-// seasonalOffset is how far back an absent baseline is taken from: the
-// canary itself, one day earlier.
-const seasonalOffset = 24 * time.Hour
+// Without a baseline cohort, the canary is compared with itself a day
+// earlier and a week earlier: the same hour, and the same day of the week.
+const (
+	dailyOffset  = 24 * time.Hour
+	weeklyOffset = 7 * 24 * time.Hour
+)
 
 // segment is a span of steps with one pair of cohorts.
 type segment struct {
 	canary, baseline []*labels.Matcher
 	source           string
-	start, end       time.Time // first and last evaluation time
+	offset           time.Duration // of the canary's history, without a baseline
+	start, end       time.Time     // first and last evaluation time
 }
 
 // Collect queries every metric of the profile for the deployment from its
@@ -57,16 +62,14 @@ func Collect(ctx context.Context, src Source, d *Deployment, p Profile, now time
 	out := make([]MetricData, len(p.Metrics))
 	for i, m := range p.Metrics {
 		md := &out[i]
-		for _, seg := range segs {
-			if err := collectSegment(ctx, src, m, seg, step, md); err != nil {
-				md.Err = err
-				break
-			}
-			md.BaselineSource = seg.source
+		collectSegments(ctx, src, m, segs, step, md)
+		if weekly, ok := weeklySegments(segs); ok && md.Err == nil {
+			md.Weekly = &MetricData{}
+			collectSegments(ctx, src, m, weekly, step, md.Weekly)
 		}
 		if md.Err == nil && m.Kind == KindGauge && len(segs) > 0 {
 			first := segs[0]
-			pre := segment{canary: first.canary, baseline: first.baseline, source: first.source,
+			pre := segment{canary: first.canary, baseline: first.baseline, source: first.source, offset: first.offset,
 				start: d.Start.Add(-preDeployWindow + step), end: d.Start}
 			var pmd MetricData
 			if err := collectSegment(ctx, src, m, pre, step, &pmd); err == nil {
@@ -94,7 +97,7 @@ func segments(d *Deployment, now time.Time) ([]segment, error) {
 			return nil, err
 		}
 		if baseline == "" {
-			seg.source = "1d"
+			seg.source, seg.offset = "1d", dailyOffset
 		} else if seg.baseline, err = ParseSelector(baseline); err != nil {
 			return nil, err
 		}
@@ -115,6 +118,30 @@ func segments(d *Deployment, now time.Time) ([]segment, error) {
 	return out, nil
 }
 
+func collectSegments(ctx context.Context, src Source, m Metric, segs []segment, step time.Duration, md *MetricData) {
+	for _, seg := range segs {
+		if err := collectSegment(ctx, src, m, seg, step, md); err != nil {
+			md.Err = err
+			return
+		}
+		md.BaselineSource = seg.source
+	}
+}
+
+// weeklySegments returns segs with the week-old history in place of the
+// day-old, when some segment has no baseline cohort.
+func weeklySegments(segs []segment) ([]segment, bool) {
+	out := slices.Clone(segs)
+	historical := false
+	for i := range out {
+		if out[i].baseline == nil {
+			out[i].source, out[i].offset = "7d", weeklyOffset
+			historical = true
+		}
+	}
+	return out, historical
+}
+
 func collectSegment(ctx context.Context, src Source, m Metric, seg segment, step time.Duration, md *MetricData) error {
 	n := int(seg.end.Sub(seg.start)/step) + 1
 	if n <= 0 {
@@ -124,7 +151,7 @@ func collectSegment(ctx context.Context, src Source, m Metric, seg segment, step
 		cohort, offset := seg.canary, time.Duration(0)
 		if baseline {
 			if seg.baseline == nil {
-				offset = seasonalOffset
+				offset = seg.offset
 			} else {
 				cohort = seg.baseline
 			}

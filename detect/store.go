@@ -26,6 +26,7 @@ var ErrNotFound = errors.New("deployment not found")
 // registration or verdict that was acknowledged survives a crash.
 //
 // Keys: "d" id → deployment JSON (with its latest verdict);
+// "o" seq(8) → webhook delivery JSON (outbox.go);
 // "h" id 0x00 seq(8) → verdict JSON; "p" name → profile JSON.
 type Store struct {
 	db *pebble.DB

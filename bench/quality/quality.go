@@ -30,8 +30,12 @@ import (
 // Scenario is one simulated deploy with a label: bad deploys should fail,
 // good ones should not.
 type Scenario struct {
-	Name  string
-	Bad   bool
+	Name string
+	Bad  bool
+	// Large marks a regression far past its metric's tolerance (latency
+	// doubled, errors five times or from none, a crash loop, most traffic
+	// lost): those must fail fast.
+	Large bool
 	Fleet bench.Fleet
 }
 
@@ -45,38 +49,38 @@ func Scenarios(runs int, seed uint64) []Scenario {
 			ErrorRate: 0.01, LatencyMedian: 0.08}
 	}
 	type kind struct {
-		name string
-		bad  bool
-		make func() bench.Fleet
+		name       string
+		bad, large bool
+		make       func() bench.Fleet
 	}
 	with := func(rps float64, r bench.Regression) func() bench.Fleet {
 		return func() bench.Fleet { f := base(rps); f.Regression = r; return f }
 	}
 	kinds := []kind{
-		{"good/clean rps=50", false, with(50, bench.Regression{})},
-		{"good/clean rps=500", false, with(500, bench.Regression{})},
-		{"good/low-traffic canary rps=5", false, with(5, bench.Regression{})},
-		{"good/missing scrapes 5%", false, func() bench.Fleet { f := base(200); f.MissingScrapes = 0.05; return f }},
-		{"good/fleet-wide incident", false, func() bench.Fleet {
+		{"good/clean rps=50", false, false, with(50, bench.Regression{})},
+		{"good/clean rps=500", false, false, with(500, bench.Regression{})},
+		{"good/low-traffic canary rps=5", false, false, with(5, bench.Regression{})},
+		{"good/missing scrapes 5%", false, false, func() bench.Fleet { f := base(200); f.MissingScrapes = 0.05; return f }},
+		{"good/fleet-wide incident", false, false, func() bench.Fleet {
 			f := base(200)
 			f.Incidents = []bench.Incident{{Start: qualityStart.Add(3 * time.Minute), End: qualityStart.Add(20 * time.Minute), ErrorFactor: 6, LatencyFactor: 1.8}}
 			return f
 		}},
-		{"bad/latency x1.2", true, with(200, bench.Regression{LatencyFactor: 1.2})},
-		{"bad/latency x1.5", true, with(200, bench.Regression{LatencyFactor: 1.5})},
-		{"bad/latency x2", true, with(200, bench.Regression{LatencyFactor: 2})},
-		{"bad/errors x2", true, with(200, bench.Regression{ErrorFactor: 2})},
-		{"bad/errors x5", true, with(200, bench.Regression{ErrorFactor: 5})},
-		{"bad/errors from zero", true, func() bench.Fleet {
+		{"bad/latency x1.2", true, false, with(200, bench.Regression{LatencyFactor: 1.2})},
+		{"bad/latency x1.5", true, false, with(200, bench.Regression{LatencyFactor: 1.5})},
+		{"bad/latency x2", true, true, with(200, bench.Regression{LatencyFactor: 2})},
+		{"bad/errors x2", true, false, with(200, bench.Regression{ErrorFactor: 2})},
+		{"bad/errors x5", true, true, with(200, bench.Regression{ErrorFactor: 5})},
+		{"bad/errors from zero", true, true, func() bench.Fleet {
 			f := base(200)
 			f.ErrorRate, f.Regression = 0, bench.Regression{ErrorAdd: 0.005}
 			return f
 		}},
-		{"bad/memory leak +100%/h", true, with(200, bench.Regression{LeakPerHour: 1})},
-		{"bad/cpu x1.5", true, with(200, bench.Regression{CPUFactor: 1.5})},
-		{"bad/variance only", true, with(200, bench.Regression{LatencySpread: 2})},
-		{"bad/traffic drop x0.3", true, with(200, bench.Regression{TrafficFactor: 0.3})},
-		{"bad/crash loop 2m", true, with(200, bench.Regression{CrashEvery: 2 * time.Minute})},
+		{"bad/memory leak +100%/h", true, false, with(200, bench.Regression{LeakPerHour: 1})},
+		{"bad/cpu x1.5", true, false, with(200, bench.Regression{CPUFactor: 1.5})},
+		{"bad/variance only", true, false, with(200, bench.Regression{LatencySpread: 2})},
+		{"bad/traffic drop x0.3", true, true, with(200, bench.Regression{TrafficFactor: 0.3})},
+		{"bad/crash loop 2m", true, true, with(200, bench.Regression{CrashEvery: 2 * time.Minute})},
 	}
 	var out []Scenario
 	for _, k := range kinds {
@@ -84,7 +88,7 @@ func Scenarios(runs int, seed uint64) []Scenario {
 			f := k.make()
 			f.Seed = seed + uint64(i)*7919 + uint64(len(out))
 			f.RegressionAt = qualityStart
-			out = append(out, Scenario{Name: k.name, Bad: k.bad, Fleet: f})
+			out = append(out, Scenario{Name: k.name, Bad: k.bad, Large: k.large, Fleet: f})
 		}
 	}
 	return out
@@ -277,7 +281,9 @@ type QualitySummary struct {
 	FalseFail        float64       // good deploys failed
 	Inconclusive     float64       // deploys without a pass or fail
 	MedianTimeToFail time.Duration // over failed bad deploys
-	Bad, Good        int
+	// MedianTimeToFailLarge is over failed deploys with large regressions.
+	MedianTimeToFailLarge time.Duration
+	Bad, Good             int
 }
 
 // Summarize computes each judge's figures.
@@ -285,7 +291,7 @@ func Summarize(results []ScenarioResult) (immune, reference QualitySummary) {
 	sum := func(pick func(ScenarioResult) Outcome) QualitySummary {
 		var s QualitySummary
 		var detected, falseFail, inconclusive int
-		var times []time.Duration
+		var times, large []time.Duration
 		for _, r := range results {
 			o := pick(r)
 			if r.Scenario.Bad {
@@ -293,6 +299,9 @@ func Summarize(results []ScenarioResult) (immune, reference QualitySummary) {
 				if o.Verdict == detect.Fail {
 					detected++
 					times = append(times, o.After)
+					if r.Scenario.Large {
+						large = append(large, o.After)
+					}
 				}
 			} else {
 				s.Good++
@@ -307,10 +316,7 @@ func Summarize(results []ScenarioResult) (immune, reference QualitySummary) {
 		s.Detection = ratio(detected, s.Bad)
 		s.FalseFail = ratio(falseFail, s.Good)
 		s.Inconclusive = ratio(inconclusive, len(results))
-		if len(times) > 0 {
-			slices.Sort(times)
-			s.MedianTimeToFail = times[len(times)/2]
-		}
+		s.MedianTimeToFail, s.MedianTimeToFailLarge = medianOf(times), medianOf(large)
 		return s
 	}
 	return sum(func(r ScenarioResult) Outcome { return r.Immune }), sum(func(r ScenarioResult) Outcome { return r.Reference })
@@ -325,7 +331,10 @@ func ratio(a, b int) float64 {
 
 // QualityTable renders per-kind outcomes and the summary as Markdown.
 func QualityTable(results []ScenarioResult) string {
-	type row struct{ runs, immuneFail, refFail, immuneInc int }
+	type row struct {
+		runs, immuneFail, refFail, immuneInc int
+		immuneTimes, refTimes                []time.Duration
+	}
 	kinds := map[string]*row{}
 	for _, r := range results {
 		k := kinds[r.Scenario.Name]
@@ -336,12 +345,14 @@ func QualityTable(results []ScenarioResult) string {
 		k.runs++
 		if r.Immune.Verdict == detect.Fail {
 			k.immuneFail++
+			k.immuneTimes = append(k.immuneTimes, r.Immune.After)
 		}
 		if r.Immune.Verdict == detect.Inconclusive {
 			k.immuneInc++
 		}
 		if r.Reference.Verdict == detect.Fail {
 			k.refFail++
+			k.refTimes = append(k.refTimes, r.Reference.After)
 		}
 	}
 	names := make([]string, 0, len(kinds))
@@ -350,19 +361,36 @@ func QualityTable(results []ScenarioResult) string {
 	}
 	sort.Strings(names)
 	var b strings.Builder
-	b.WriteString("| scenario | runs | Immune failed | Immune inconclusive | reference failed |\n|---|---|---|---|---|\n")
+	b.WriteString("| scenario | runs | Immune failed | Immune inconclusive | Immune median time to fail | reference failed | reference median time to fail |\n|---|---|---|---|---|---|---|\n")
 	for _, n := range names {
 		k := kinds[n]
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d |\n", n, k.runs, k.immuneFail, k.immuneInc, k.refFail)
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %s | %d | %s |\n", n, k.runs, k.immuneFail, k.immuneInc, medianTime(k.immuneTimes),
+			k.refFail, medianTime(k.refTimes))
 	}
 	im, ref := Summarize(results)
-	b.WriteString("\n| judge | bad deploys failed | good deploys failed | inconclusive | median time to fail |\n|---|---|---|---|---|\n")
+	b.WriteString("\n| judge | bad deploys failed | good deploys failed | inconclusive | median time to fail | median time to fail, large regressions |\n|---|---|---|---|---|---|\n")
 	for _, s := range []struct {
 		name string
 		q    QualitySummary
 	}{{"Immune (anytime-valid)", im}, {"Kayenta-style reference", ref}} {
-		fmt.Fprintf(&b, "| %s | %.1f%% of %d | %.1f%% of %d | %.1f%% | %s |\n", s.name, 100*s.q.Detection, s.q.Bad,
-			100*s.q.FalseFail, s.q.Good, 100*s.q.Inconclusive, s.q.MedianTimeToFail)
+		fmt.Fprintf(&b, "| %s | %.1f%% of %d | %.1f%% of %d | %.1f%% | %s | %s |\n", s.name, 100*s.q.Detection, s.q.Bad,
+			100*s.q.FalseFail, s.q.Good, 100*s.q.Inconclusive, s.q.MedianTimeToFail, s.q.MedianTimeToFailLarge)
 	}
 	return b.String()
+}
+
+func medianTime(ts []time.Duration) string {
+	if len(ts) == 0 {
+		return "-"
+	}
+	return medianOf(ts).String()
+}
+
+// medianOf returns the median of ts, sorting it; zero for none.
+func medianOf(ts []time.Duration) time.Duration {
+	if len(ts) == 0 {
+		return 0
+	}
+	slices.Sort(ts)
+	return ts[len(ts)/2]
 }

@@ -137,3 +137,31 @@ func median(sorted []float64) float64 {
 	}
 	return (sorted[n/2-1] + sorted[n/2]) / 2
 }
+
+// LateShift is the e-value against "at most half the pairs lie on the bad
+// side of the boundary", like PairedShift's Worse, for regressions that
+// begin late or grow slowly, such as a leak: a sign test from the first
+// pair is diluted by the healthy pairs before the change. It mixes sign
+// tests started every `every` pairs, the j-th with weight 1/((j+1)(j+2)):
+// the weights sum to at most 1, so the mixture is an e-process under the
+// same null, and a test started after the change sees only its pairs.
+func LateShift(canary, baseline []float64, logOffset, boundary float64, increaseBad bool, every int) float64 {
+	d := LogRatios(canary, baseline, logOffset)
+	t := math.Log(boundary)
+	if !increaseBad {
+		for i := range d {
+			d[i] = -d[i]
+		}
+		t = -t
+	}
+	every = max(every, 1)
+	var e float64
+	for j := 0; j*every < len(d); j++ {
+		above, _ := signMixtures(d[j*every:], t)
+		e += above / float64((j+1)*(j+2))
+	}
+	// Starts not yet reached are tests that have seen nothing: worth 1.
+	j := (len(d) + every - 1) / every
+	e += 1 / float64(j+1)
+	return e
+}

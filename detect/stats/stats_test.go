@@ -234,3 +234,77 @@ func TestPairedShiftHoldsUnderContinuousMonitoring(t *testing.T) {
 		t.Fatalf("sign e-process crossed in %.3f of null runs, want at most %.2f", rate, alpha)
 	}
 }
+
+// Sen's (1968) example is not at hand; instead the estimate is checked on
+// a line with one gross outlier, and the interval's coverage by simulation.
+func TestTheilSen(t *testing.T) {
+	y := make([]float64, 20)
+	for i := range y {
+		y[i] = 3 + 0.5*float64(i)
+	}
+	y[7] = 1000 // an outlier moves no median
+	y[12] = math.NaN()
+	tr := TheilSen(y, 0.95)
+	if !near(tr.Slope, 0.5, 1e-12) || !near(tr.Intercept, 3, 1e-12) || tr.N != 19 {
+		t.Errorf("TheilSen = %+v, want slope 0.5, intercept 3 over 19 points", tr)
+	}
+
+	rng := rand.New(rand.NewPCG(7, 7))
+	covered := 0
+	const runs = 400
+	for range runs {
+		for i := range y {
+			y[i] = 0.1*float64(i) + rng.NormFloat64()
+		}
+		if tr := TheilSen(y, 0.95); tr.Lower <= 0.1 && 0.1 <= tr.Upper {
+			covered++
+		}
+	}
+	// 95% nominal; 400 runs put a correct level above 91% almost surely.
+	if covered < runs*91/100 {
+		t.Errorf("95%% interval covered the slope in %d/%d runs", covered, runs)
+	}
+	if tr := TheilSen([]float64{1, 2}, 0.95); !math.IsInf(tr.Lower, -1) || tr.Slope != 1 {
+		t.Errorf("two points: %+v, want slope 1 and no interval", tr)
+	}
+}
+
+// TestLateShift: a regression that starts after many healthy pairs is
+// caught by the restarted tests, where a test from the first pair is
+// diluted; and at the boundary the mixture stays an e-process.
+func TestLateShift(t *testing.T) {
+	const n = 120
+	canary, baseline := make([]float64, n), make([]float64, n)
+	rng := rand.New(rand.NewPCG(3, 3))
+	for i := range n {
+		baseline[i] = 100 * math.Exp(0.02*rng.NormFloat64())
+		canary[i] = 100 * math.Exp(0.02*rng.NormFloat64())
+		if i >= 60 {
+			canary[i] *= 1.5
+		}
+	}
+	whole := PairedShift(canary, baseline, 0, 1.2, true, 0.01).Worse
+	late := LateShift(canary, baseline, 0, 1.2, true, 16)
+	if !(late > 1e4) || !(late > 100*whole) {
+		t.Errorf("late regression: LateShift %.3g, PairedShift %.3g; want the late test far stronger", late, whole)
+	}
+
+	// At the boundary (half the pairs above it), over 200 looks.
+	crossed := 0
+	const runs = 1000
+	for range runs {
+		var c, b []float64
+		for range 200 {
+			b = append(b, 100)
+			c = append(c, 120*math.Exp(0.05*rng.NormFloat64()))
+			if LateShift(c, b, 0, 1.2, true, 16) >= 20 {
+				crossed++
+				break
+			}
+		}
+	}
+	// Ville: at most 5% ever reach 20.
+	if crossed > runs*5/100 {
+		t.Errorf("%d/%d runs at the boundary reached 20", crossed, runs)
+	}
+}
