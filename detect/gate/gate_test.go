@@ -371,7 +371,7 @@ func TestGatePlot(t *testing.T) {
 				root = se.Name.Local
 			}
 		}
-		for _, want := range []string{"stage 1", "deploy", "tolerance", "estimate"} {
+		for _, want := range []string{"stage 1", "deploy", "tolerance", "estimate", ">canary<", ">baseline<"} {
 			if !bytes.Contains(b, []byte(want)) {
 				t.Errorf("%s: plot has no %q", metric, want)
 			}

@@ -53,7 +53,12 @@ func (a *API) plot(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	svg, err := plotMetric(d, *metric, history)
+	data, err := a.svc.MetricData(r.Context(), d, *metric)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	svg, err := plotMetric(d, *metric, data, history)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -65,19 +70,95 @@ func (a *API) plot(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// plotMetric renders the chart as SVG.
-func plotMetric(d *detect.Deployment, m detect.Metric, history []detect.Verdict) ([]byte, error) {
-	p, err := metricPlot(d, m, history)
+// plotMetric renders the chart as SVG: the raw series above, the ratio
+// and its bounds below, on one time axis.
+func plotMetric(d *detect.Deployment, m detect.Metric, data detect.MetricData, history []detect.Verdict) ([]byte, error) {
+	ratio, err := metricPlot(d, m, history)
 	if err != nil {
 		return nil, err
 	}
-	c := vgsvg.New(8*vg.Inch, 4*vg.Inch)
-	p.Draw(draw.New(c))
+	raw, err := seriesPlot(d, m, data)
+	if err != nil {
+		return nil, err
+	}
+	raw.X.Min, raw.X.Max = ratio.X.Min, ratio.X.Max
+	c := vgsvg.New(8*vg.Inch, 7*vg.Inch)
+	tiles := draw.Tiles{Rows: 2, Cols: 1, PadX: vg.Millimeter, PadY: vg.Millimeter * 4, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2}
+	plots := [][]*plot.Plot{{raw}, {ratio}}
+	canvases := plot.Align(plots, tiles, draw.New(c))
+	for i := range plots {
+		plots[i][0].Draw(canvases[i][0])
+	}
 	var buf bytes.Buffer
 	if _, err := c.WriteTo(&buf); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// seriesPlot draws the canary's and the baseline's values per step, as
+// the judge saw them (a count metric as events per unit of exposure), with
+// the deploy and stage marks. X is minutes since the start.
+func seriesPlot(d *detect.Deployment, m detect.Metric, data detect.MetricData) (*plot.Plot, error) {
+	var canary, baseline plotter.XYs
+	add := func(xys *plotter.XYs, i int, y float64) {
+		if !math.IsNaN(y) && !math.IsInf(y, 0) {
+			*xys = append(*xys, plotter.XY{X: d.StepTime(i).Sub(d.Start).Minutes(), Y: y})
+		}
+	}
+	if m.Kind == detect.KindCount {
+		for i, s := range data.Steps {
+			add(&canary, i, s.CanaryEvents/s.CanaryExposure)
+			add(&baseline, i, s.BaselineEvents/s.BaselineExposure)
+		}
+	} else {
+		for i, v := range data.Canary {
+			add(&canary, i, v)
+		}
+		for i, v := range data.Baseline {
+			add(&baseline, i, v)
+		}
+	}
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("%s: %s, canary and baseline (%s)", d.ID, m.Name, data.BaselineSource)
+	p.Y.Label.Text = m.Name
+	if m.Kind == detect.KindCount {
+		p.Y.Label.Text += " (events / exposure)"
+	}
+	p.Add(plotter.NewGrid())
+	p.Legend.Top = true
+	for _, l := range []struct {
+		name  string
+		xys   plotter.XYs
+		color color.Color
+	}{
+		{"canary", canary, color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff}},
+		{"baseline", baseline, color.Gray{Y: 0x55}},
+	} {
+		if len(l.xys) == 0 {
+			continue
+		}
+		line, err := plotter.NewLine(l.xys)
+		if err != nil {
+			return nil, err
+		}
+		line.Color, line.Width = l.color, vg.Points(1.2)
+		p.Add(line)
+		p.Legend.Add(l.name, line)
+	}
+	p.Add(stageMarks(d))
+	return p, nil
+}
+
+// stageMarks marks the deploy start and each stage.
+func stageMarks(d *detect.Deployment) vmarks {
+	marks := vmarks{xs: []float64{0}, labels: []string{"deploy"}}
+	for i, st := range d.Stages {
+		marks.xs = append(marks.xs, st.At.Sub(d.Start).Minutes())
+		marks.labels = append(marks.labels, fmt.Sprintf("stage %d", i+1))
+	}
+	marks.style = draw.LineStyle{Color: color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}, Width: vg.Points(1)}
+	return marks
 }
 
 // metricPlot builds the chart. X is minutes since the start.
@@ -103,12 +184,12 @@ func metricPlot(d *detect.Deployment, m detect.Metric, history []detect.Verdict)
 	}
 
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("%s: %s, canary / baseline", d.ID, m.Name)
+	p.Title.Text = fmt.Sprintf("%s: %s, canary / baseline ratio", d.ID, m.Name)
 	if len(est) == 0 {
 		p.Title.Text += " (no estimate yet)"
 	}
 	p.X.Label.Text = "minutes since deploy start"
-	p.Y.Label.Text = "canary / baseline ratio"
+	p.Y.Label.Text = "canary / baseline"
 	p.Add(plotter.NewGrid())
 	p.Legend.Top = true
 
@@ -169,14 +250,10 @@ func metricPlot(d *detect.Deployment, m detect.Metric, history []detect.Verdict)
 	same.Color = color.Gray{Y: 0x99}
 	p.Add(same)
 
-	marks := vmarks{xs: []float64{0}, labels: []string{"deploy"}}
-	for i, st := range d.Stages {
-		x := st.At.Sub(d.Start).Minutes()
-		marks.xs = append(marks.xs, x)
-		marks.labels = append(marks.labels, fmt.Sprintf("stage %d", i+1))
+	marks := stageMarks(d)
+	for _, x := range marks.xs {
 		xmax = math.Max(xmax, x)
 	}
-	marks.style = draw.LineStyle{Color: color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}, Width: vg.Points(1)}
 	p.Add(marks)
 
 	pad := (ymax - ymin) * 0.08
