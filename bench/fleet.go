@@ -30,6 +30,9 @@ type Fleet struct {
 	// Regression applies to canary hosts from RegressionAt on.
 	Regression   Regression
 	RegressionAt time.Time
+	// RestartOnDeploy restarts the canary hosts' processes at the first
+	// scrape from RegressionAt on, as deploying onto existing hosts does.
+	RestartOnDeploy bool
 	// Incidents apply to every host.
 	Incidents []Incident
 	// MissingScrapes is the probability that a host's scrape is lost.
@@ -117,7 +120,8 @@ func (f *Fleet) Scrape(t time.Time, dt time.Duration, emit Emit) {
 		if h.canary && !t.Before(f.RegressionAt) {
 			reg = f.Regression
 		}
-		if reg.CrashEvery > 0 && t.Sub(h.started) >= reg.CrashEvery {
+		deployed := f.RestartOnDeploy && h.canary && !t.Before(f.RegressionAt) && h.started.Before(f.RegressionAt)
+		if deployed || (reg.CrashEvery > 0 && t.Sub(h.started) >= reg.CrashEvery) {
 			// A crash loop: the process restarts and its counters reset.
 			h.started = t
 			for k := range h.requests {

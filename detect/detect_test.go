@@ -206,25 +206,34 @@ func TestJudgeFleetOnRealStore(t *testing.T) {
 		return bench.Fleet{Service: "checkout", Version: "v1", CanaryVersion: "v2", Hosts: 8, Canary: 1, RPS: 200,
 			ErrorRate: 0.01, LatencyMedian: 0.08, Regression: r, RegressionAt: t0, Incidents: incidents, Seed: 7}
 	}
+	// A deploy onto existing hosts: the canary is selected by host, its
+	// series continue through the deploy, and the deploy restarts it.
+	onHost := fleet(bench.Regression{})
+	onHost.CanaryVersion, onHost.RestartOnDeploy, onHost.RegressionAt = "v1", true, t0.Add(10*time.Second)
 	for _, tc := range []struct {
-		name   string
-		fleet  bench.Fleet
-		want   Status
-		metric string
+		name             string
+		fleet            bench.Fleet
+		want             Status
+		metric           string
+		canary, baseline string
 	}{
-		{"clean", fleet(bench.Regression{}), Pass, ""},
-		{"errors x5", fleet(bench.Regression{ErrorFactor: 5}), Fail, "error-ratio"},
-		{"latency x1.6", fleet(bench.Regression{LatencyFactor: 1.6}), Fail, "latency-mean"},
-		{"crash loop", fleet(bench.Regression{CrashEvery: time.Minute}), Fail, "restarts"},
-		{"memory leak", fleet(bench.Regression{LeakPerHour: 1}), Fail, "memory"},
-		{"traffic drop", fleet(bench.Regression{TrafficFactor: 0.3}), Fail, "traffic"},
-		{"fleet-wide incident", fleet(bench.Regression{}, bench.Incident{Start: t0.Add(time.Minute), End: t0.Add(20 * time.Minute), ErrorFactor: 8, LatencyFactor: 2}), Pass, ""},
+		{"clean", fleet(bench.Regression{}), Pass, "", "", ""},
+		{"errors x5", fleet(bench.Regression{ErrorFactor: 5}), Fail, "error-ratio", "", ""},
+		{"latency x1.6", fleet(bench.Regression{LatencyFactor: 1.6}), Fail, "latency-mean", "", ""},
+		{"crash loop", fleet(bench.Regression{CrashEvery: time.Minute}), Fail, "restarts", "", ""},
+		{"memory leak", fleet(bench.Regression{LeakPerHour: 1}), Fail, "memory", "", ""},
+		{"traffic drop", fleet(bench.Regression{TrafficFactor: 0.3}), Fail, "traffic", "", ""},
+		{"fleet-wide incident", fleet(bench.Regression{}, bench.Incident{Start: t0.Add(time.Minute), End: t0.Add(20 * time.Minute), ErrorFactor: 8, LatencyFactor: 2}), Pass, "", "", ""},
+		{"host-selected canary restarted by its deploy", onHost, Pass, "", `{service="checkout",instance="checkout-0:8080"}`, `{service="checkout",instance!="checkout-0:8080"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const span = 30 * time.Minute
 			db := fleetStore(t, tc.fleet, span)
 			d := testDeployment()
 			d.Canary, d.Baseline, d.Profile = `{service="checkout",version="v2"}`, `{service="checkout",version="v1"}`, DefaultProfileName
+			if tc.canary != "" {
+				d.Canary, d.Baseline = tc.canary, tc.baseline
+			}
 			p := DefaultProfile()
 			// Evaluate as the detector would, every 30s, and stop at a verdict.
 			var v Verdict

@@ -49,7 +49,16 @@ type segment struct {
 	source           string
 	offset           time.Duration // of the canary's history, without a baseline
 	start, end       time.Time     // first and last evaluation time
+	// Steps before settled are left empty: their windows reach back
+	// before the cohort changed.
+	settled time.Time
 }
+
+// settleTime is the first evaluation time whose window (two steps) lies
+// wholly after t. A window reaching back before a deploy or a stage would
+// count the restart that put the new version on a host-selected canary as
+// a restart of the new version, and mix in the old version's values.
+func settleTime(t time.Time, step time.Duration) time.Time { return t.Add(2 * step) }
 
 // Collect queries every metric of the profile for the deployment from its
 // start to now, one value per step, stage by stage.
@@ -90,8 +99,11 @@ func segments(d *Deployment, now time.Time) ([]segment, error) {
 	last := d.Start.Add(now.Sub(d.Start) / step * step)
 	var out []segment
 	for t := d.Start.Add(step); !t.After(last); {
-		_, canary, baseline := d.StageAt(t)
-		seg := segment{start: t, source: "concurrent"}
+		stage, canary, baseline := d.StageAt(t)
+		seg := segment{start: t, source: "concurrent", settled: settleTime(d.Start, step)}
+		if stage > 0 {
+			seg.settled = settleTime(d.Stages[stage-1].At, step)
+		}
 		var err error
 		if seg.canary, err = ParseSelector(canary); err != nil {
 			return nil, err
@@ -164,7 +176,11 @@ func collectSegment(ctx context.Context, src Source, m Metric, seg segment, step
 		if err != nil {
 			return nil, false, fmt.Errorf("%s: %w", q, err)
 		}
-		return align(series, seg.start, step, n, m.Kind == KindCount), len(series) > 0, nil
+		vals := align(series, seg.start, step, n, m.Kind == KindCount)
+		for k := 0; k < n && seg.start.Add(time.Duration(k)*step).Before(seg.settled); k++ {
+			vals[k] = math.NaN()
+		}
+		return vals, len(series) > 0, nil
 	}
 	if m.Kind == KindCount {
 		var vals [4][]float64
