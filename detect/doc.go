@@ -3,7 +3,9 @@
 // canary and baseline cohorts through PromQL (from the local store or any
 // Prometheus-compatible source), the judge that turns it into a verdict
 // with its evidence, the Pebble store of deployments and verdict history,
-// and the detector loop that evaluates every active deployment each
-// interval. The statistics are in detect/stats and the HTTP API in
+// the detector loop that evaluates every active deployment each interval,
+// and backtests: replays of a deployment, or of A/A windows with a healthy
+// host as the canary, over stored history through the detector's own
+// judgement. The statistics are in detect/stats and the HTTP API in
 // detect/gate.
 package detect

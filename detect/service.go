@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -43,7 +44,7 @@ type Options struct {
 	Webhooks []string
 	// BacktestWorkers bounds the replays run at once, over every backtest
 	// and calibration together, so history replays leave CPU to ingest and
-	// to the live detector. Zero means 2.
+	// to the live detector. Zero means half of GOMAXPROCS, at least 1.
 	BacktestWorkers int
 }
 
@@ -78,7 +79,7 @@ func NewService(store *Store, src Source, opts Options) (*Service, error) {
 		opts.Now = time.Now
 	}
 	if opts.BacktestWorkers <= 0 {
-		opts.BacktestWorkers = 2
+		opts.BacktestWorkers = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	s := &Service{store: store, src: src, opts: opts, log: opts.Logger, profiles: map[string]Profile{},
 		notify: newNotifier(opts.Webhooks, store, opts.Logger), replays: make(chan struct{}, opts.BacktestWorkers)}

@@ -199,7 +199,7 @@ func confidenceSequence(ll func(float64) float64, logEst, alpha float64) (float6
 		if !rejected(out) {
 			return math.Inf(int(dir))
 		}
-		for math.Abs(out-in) > 1e-6 {
+		for math.Abs(out-in) > 1e-4 { // 0.01%: finer is not shown
 			mid := (in + out) / 2
 			if rejected(mid) {
 				out = mid

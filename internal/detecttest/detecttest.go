@@ -1,6 +1,7 @@
 // Package detecttest holds the test doubles shared by the tests of the
-// gate API and the gate CLI: a clock the test moves and a metrics source
-// with fixed, controllable data. Only tests import it.
+// gate API and the gate CLI: a clock the test moves, a metrics source
+// with fixed, controllable data, and a real store filled with a simulated
+// fleet's history. Only tests import it.
 package detecttest
 
 import (
