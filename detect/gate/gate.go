@@ -1,9 +1,10 @@
 // Package gate owns the deploy gate's HTTP API over a *detect.Service: the
 // JSON endpoints that deploy scripts, Argo Rollouts' web metric provider
 // and Flagger's webhooks call to register deployments, grow them, report
-// checks, read verdicts and plot a metric's evidence. It translates HTTP to
-// service calls and errors to status codes; the judgement itself is in
-// package detect.
+// checks, read verdicts and plot a metric's evidence, and the backtests
+// that replay deployments and A/A windows over stored history. It
+// translates HTTP to service calls and errors to status codes; the
+// judgement itself is in package detect.
 package gate
 
 import (
@@ -65,6 +66,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/flagger/pre-rollout", a.flaggerPreRollout)
 	mux.HandleFunc("POST /api/v1/flagger/confirm-promotion", a.flaggerConfirmPromotion)
 	mux.HandleFunc("POST /api/v1/flagger/rollback", a.flaggerRollback)
+	a.registerBacktests(mux)
 }
 
 // errorBody is every error response.
@@ -181,20 +183,26 @@ func fieldList(v any) string {
 	if t.Kind() != reflect.Struct {
 		return "(a JSON object)"
 	}
+	return strings.Join(jsonFields(t), ", ")
+}
+
+// jsonFields lists a struct type's JSON field names, with those of
+// embedded structs in their place, as encoding/json flattens them.
+func jsonFields(t reflect.Type) []string {
 	var names []string
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "-" {
+		switch {
+		case f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct:
+			names = append(names, jsonFields(f.Type)...)
 			continue
-		}
-		if name == "" {
+		case !f.IsExported() || name == "-":
+			continue
+		case name == "":
 			name = f.Name
 		}
 		names = append(names, name)
 	}
-	return strings.Join(names, ", ")
+	return names
 }

@@ -37,13 +37,20 @@ type env struct {
 // newEnv serves the API over a real service and store.
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	e := &env{src: detecttest.NewFleet(), clock: detecttest.NewClock()}
+	e.serve(t, e.src, testProfile())
+	return e
+}
+
+// serve starts the API over a service on src with a fresh deployment store.
+func (e *env) serve(t *testing.T, src detect.Source, profiles ...detect.Profile) {
+	t.Helper()
 	store, err := detect.OpenStore(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	e := &env{src: detecttest.NewFleet(), clock: detecttest.NewClock()}
-	e.svc, err = detect.NewService(store, e.src, detect.Options{Now: e.clock.Now, Profiles: []detect.Profile{testProfile()}})
+	e.svc, err = detect.NewService(store, src, detect.Options{Now: e.clock.Now, Profiles: profiles})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +58,6 @@ func newEnv(t *testing.T) *env {
 	New(e.svc, Options{}).Register(mux)
 	e.srv = httptest.NewServer(mux)
 	t.Cleanup(e.srv.Close)
-	return e
 }
 
 func (e *env) do(t *testing.T, method, path, body string) (int, []byte) {
