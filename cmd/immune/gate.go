@@ -29,6 +29,9 @@ commands:
   abort    end a deployment as aborted
   status   print a deployment's status as JSON
   wait     poll until a verdict: exit 0 on pass, 1 on fail, 2 on inconclusive, aborted or timeout
+  backtest replay a deployment definition over stored history; prints the verdict at each poll
+  calibrate
+           A/A replays of a profile over a service's history: false-fail rate and power
 
 Run "immune gate <command> -h" for a command's flags.
 `
@@ -52,6 +55,7 @@ func runGate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
 		"start": gateStart, "stage": gateStage, "check": gateCheck,
 		"abort": gateAbort, "status": gateStatus, "wait": gateWait,
+		"backtest": gateBacktest, "calibrate": gateCalibrate,
 	}
 	if f, ok := cmds[args[0]]; ok {
 		return f(ctx, args[1:], stdout, stderr)
@@ -220,12 +224,7 @@ func gateStatus(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := f.client().call(ctx, "GET", deploymentPath(f.deployment, ""), nil, &st); err != nil {
 		return fmt.Errorf("gate status: %w", err)
 	}
-	var out bytes.Buffer
-	if err := json.Indent(&out, st, "", "  "); err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout, out.String())
-	return nil
+	return printIndented(stdout, st)
 }
 
 // gateWait polls the deployment's status every interval and prints a line
@@ -353,6 +352,8 @@ func deploymentPath(id, sub string) string {
 type gateClient struct {
 	base string
 	http *http.Client
+	// timeout bounds one call; zero means gateRequestTimeout.
+	timeout time.Duration
 }
 
 // httpError is a non-2xx answer, with the API's error message.
@@ -379,7 +380,11 @@ func retryable(err error) bool {
 // call sends in as JSON (nil for no body) and decodes a 2xx answer into
 // out.
 func (c gateClient) call(ctx context.Context, method, path string, in, out any) error {
-	ctx, cancel := context.WithTimeout(ctx, gateRequestTimeout)
+	timeout := c.timeout
+	if timeout <= 0 {
+		timeout = gateRequestTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var body io.Reader
 	if in != nil {

@@ -3,7 +3,7 @@
 //
 //	immune serve   run the server (remote write in, Prometheus API out)
 //	immune bench   remote-write a synthetic load and report acknowledged samples/s
-//	immune gate    register a deployment with the gate and wait for its verdict
+//	immune gate    register a deployment with the gate and wait for its verdict, or backtest one
 package main
 
 import (
@@ -62,7 +62,7 @@ const usage = `usage: immune <command> [flags]
 commands:
   serve    run the server
   bench    remote-write a synthetic load to a server and report the rate
-  gate     register deployments with the gate and wait for verdicts
+  gate     register deployments with the gate and wait for verdicts; replay them over history
   version  print the version
 
 Run "immune <command> -h" for a command's flags.

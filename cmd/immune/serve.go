@@ -38,6 +38,7 @@ type serveFlags struct {
 	detectInterval   time.Duration
 	profilesFile     string
 	webhooks         []string
+	backtestWorkers  int
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
@@ -56,6 +57,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests")
 	fs.DurationVar(&f.detectInterval, "detect-interval", 15*time.Second, "how often every active deployment is evaluated")
 	fs.StringVar(&f.profilesFile, "profiles-file", "", "YAML file of check profiles, beside the built-in default")
+	fs.IntVar(&f.backtestWorkers, "backtest-workers", 0, "backtest replays run at once, over all backtests and calibrations (0 means half the CPUs, at least 1)")
 	fs.Func("webhook", "URL POSTed each deployment's terminal verdict (repeatable)", func(s string) error {
 		f.webhooks = append(f.webhooks, s)
 		return nil
@@ -170,11 +172,12 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	})
 	queryAPI.Register(apiMux)
 	detector, err := detect.NewService(deployments, detect.EngineSource{Engine: queryAPI.Engine(), Queryable: db}, detect.Options{
-		Logger:   log.With("component", "detect"),
-		Interval: f.detectInterval,
-		Profiles: profiles,
-		Verdicts: db,
-		Webhooks: f.webhooks,
+		Logger:          log.With("component", "detect"),
+		Interval:        f.detectInterval,
+		Profiles:        profiles,
+		Verdicts:        db,
+		Webhooks:        f.webhooks,
+		BacktestWorkers: f.backtestWorkers,
 	})
 	if err != nil {
 		srv.Close()
