@@ -285,15 +285,11 @@ func trendCrossing(m Metric, md MetricData, step time.Duration, offset float64, 
 	if m.bad() == Decrease {
 		sign = -1
 	}
-	n := min(len(md.Canary), len(md.Baseline))
-	d := make([]float64, n)
-	for i := range n {
-		c, b := md.Canary[i], md.Baseline[i]
-		d[i] = math.NaN()
-		if c > 0 && b > 0 && !math.IsInf(c, 0) && !math.IsInf(b, 0) {
-			d[i] = sign * (math.Log(c/b) - offset)
-		}
+	d := stats.LogRatioSeries(md.Canary, md.Baseline, offset)
+	for i := range d {
+		d[i] *= sign
 	}
+	n := len(d)
 	tr := stats.TheilSen(d, 0.95)
 	stepsPerHour := float64(time.Hour) / float64(step)
 	ev.TrendPerHour = Number(math.Expm1(tr.Slope * stepsPerHour))

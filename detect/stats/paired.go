@@ -60,14 +60,27 @@ func PairedShift(canary, baseline []float64, logOffset, boundary float64, increa
 // LogRatios returns log(canary[i]/baseline[i]) - logOffset for the pairs
 // where both values are positive and finite.
 func LogRatios(canary, baseline []float64, logOffset float64) []float64 {
+	d := LogRatioSeries(canary, baseline, logOffset)
+	usable := d[:0]
+	for _, x := range d {
+		if !math.IsNaN(x) {
+			usable = append(usable, x)
+		}
+	}
+	return usable
+}
+
+// LogRatioSeries is LogRatios kept in step: NaN where a pair is unusable,
+// for statistics that need each pair's position in time.
+func LogRatioSeries(canary, baseline []float64, logOffset float64) []float64 {
 	n := min(len(canary), len(baseline))
-	d := make([]float64, 0, n)
+	d := make([]float64, n)
 	for i := range n {
 		c, b := canary[i], baseline[i]
-		if !(c > 0) || !(b > 0) || math.IsInf(c, 0) || math.IsInf(b, 0) {
-			continue
+		d[i] = math.NaN()
+		if c > 0 && b > 0 && !math.IsInf(c, 0) && !math.IsInf(b, 0) {
+			d[i] = math.Log(c/b) - logOffset
 		}
-		d = append(d, math.Log(c/b)-logOffset)
 	}
 	return d
 }
