@@ -101,7 +101,7 @@ func verdictJSON(t *testing.T, v Verdict) string {
 
 // TestBacktestEqualsLiveDetector runs a deployment live in simulated time,
 // the fleet's samples arriving as the clock moves and the canary growing
-// at 3 minutes, then backtests the same definition after more data has
+// at 90 seconds, then backtests the same definition after more data has
 // arrived: the verdicts at each poll are the same, reason and evidence
 // included.
 func TestBacktestEqualsLiveDetector(t *testing.T) {
@@ -109,7 +109,7 @@ func TestBacktestEqualsLiveDetector(t *testing.T) {
 	clock := &simClock{}
 	svc, fleet := newSimService(t, clock, checkoutFleet(8, 2, bench.Regression{LatencyFactor: 2}))
 	const every = 30 * time.Second
-	stageAt := t0.Add(3 * time.Minute)
+	stageAt := t0.Add(90 * time.Second)
 	def := func() *Deployment {
 		return &Deployment{Service: "checkout", Version: "v2", Start: t0, Canary: oneHost, Baseline: oneHostRest}
 	}

@@ -142,6 +142,10 @@ type Evidence struct {
 	PassThreshold     Number `json:"pass_threshold"`
 	LimitBelow        Number `json:"limit_below,omitempty"`
 	PreDeployLogRatio Number `json:"pre_deploy_log_ratio,omitempty"`
+	// ChangeSincePreDeploy is the e-value of the canary/baseline ratio
+	// having moved beyond tolerance from where it stood before the
+	// deploy; Worse is its average with the tolerance test's.
+	ChangeSincePreDeploy Number `json:"change_since_pre_deploy,omitempty"`
 	// TrendPerHour is how fast the canary/baseline ratio moves towards
 	// the bad side, as a relative change per hour, for metrics with a
 	// trend horizon.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -168,6 +169,51 @@ func TestJudgeHoldsATrend(t *testing.T) {
 	}
 	if v := Judge(d, p, []MetricData{gauge(0)}, at, JudgeOptions{}); v.Verdict != Pass {
 		t.Fatalf("flat: %s: %s", v.Verdict, v.Reason)
+	}
+}
+
+// TestJudgeChangeSincePreDeploy: a gross latency regression fails within a
+// few steps once the ratio's pre-deploy spread is known, where the
+// tolerance test alone needs many more; and a stage that changes the
+// canary cohort, and so its usual ratio, is not taken for a change.
+func TestJudgeChangeSincePreDeploy(t *testing.T) {
+	d := testDeployment()
+	d.Step = Duration(15 * time.Second)
+	p := Profile{Name: "p", Metrics: []Metric{{Name: "latency", Kind: KindLatency, Critical: true, Tolerance: 0.1, Query: "avg(lat)"}}}
+	noise := func(i int) float64 { return 1 + 0.03*math.Sin(float64(i)*1.7) }
+	// The canary host is 15% faster than the baseline before the deploy.
+	data := func(ratios ...float64) MetricData {
+		md := MetricData{CanarySeen: true, BaselineSeen: true, BaselineSource: "concurrent", PreCohortSteps: len(ratios)}
+		for i := range 120 {
+			md.PreCanary = append(md.PreCanary, 85*noise(i))
+			md.PreBaseline = append(md.PreBaseline, 100)
+		}
+		for i, r := range ratios {
+			md.Canary = append(md.Canary, 100*r*noise(i+7))
+			md.Baseline = append(md.Baseline, 100)
+		}
+		return md
+	}
+	doubled := data(1.7, 1.7, 1.7, 1.7, 1.7, 1.7, 1.7)
+	v := Judge(d, p, []MetricData{doubled}, t0.Add(2*time.Minute), JudgeOptions{})
+	if m := v.Metrics[0]; v.Verdict != Fail || !strings.Contains(m.Reason, "before the deploy") {
+		t.Fatalf("latency doubled for 7 steps: %s: %s (evidence %+v)", v.Verdict, m.Reason, m.Evidence)
+	}
+	doubled.PreCanary = nil
+	if v := Judge(d, p, []MetricData{doubled}, t0.Add(2*time.Minute), JudgeOptions{}); v.Verdict != Pending {
+		t.Fatalf("the same without pre-deploy data: %s, want pending (the sign test alone needs more steps)", v.Verdict)
+	}
+
+	// After 8 steps a stage adds hosts of the usual speed: the cohort's
+	// ratio goes from 0.85 to 1.05, within tolerance.
+	staged := data(slices.Repeat([]float64{0.85}, 8)...)
+	for i := range 40 {
+		staged.Canary = append(staged.Canary, 105*noise(i))
+		staged.Baseline = append(staged.Baseline, 100)
+	}
+	v = Judge(d, p, []MetricData{staged}, t0.Add(12*time.Minute), JudgeOptions{})
+	if m := v.Metrics[0]; v.Verdict == Fail || float64(m.Evidence.ChangeSincePreDeploy) > 1 {
+		t.Fatalf("a stage with hosts of the usual speed: %s: %s (evidence %+v)", v.Verdict, m.Reason, m.Evidence)
 	}
 }
 

@@ -41,8 +41,13 @@ type MetricData struct {
 	// where a step had none.
 	Canary, Baseline []float64
 	// PreCanary and PreBaseline are the same cohorts' values before the
-	// deploy, to remove a difference the canary hosts already had.
+	// deploy, to remove a difference the canary hosts already had and to
+	// learn how far their ratio normally wanders.
 	PreCanary, PreBaseline []float64
+	// PreCohortSteps is how many of the first steps of Canary and Baseline
+	// come from the cohorts PreCanary and PreBaseline were read for: a
+	// stage changes the canary cohort, and its ratio with it.
+	PreCohortSteps int
 	// CanarySeen and BaselineSeen tell whether the queries returned any
 	// series at all, which separates a missing metric from no traffic.
 	CanarySeen, BaselineSeen bool
@@ -180,6 +185,9 @@ func judgeMetric(m Metric, md MetricData, step time.Duration, failThreshold, pas
 	case worse >= failThreshold:
 		mv.Verdict = Fail
 		mv.Reason = fmt.Sprintf("%s vs baseline, beyond the %s tolerance (evidence %.3g >= %.3g)", change, tolerance(m), worse, failThreshold)
+		if moved := float64(mv.Evidence.ChangeSincePreDeploy); moved > worse {
+			mv.Reason += fmt.Sprintf("; the ratio moved that far from where it stood before the deploy (evidence %.3g)", moved)
+		}
 	case notWorse >= passThreshold:
 		mv.Verdict = Pass
 		mv.Reason = fmt.Sprintf("%s vs baseline, within the %s tolerance (evidence %.3g >= %.3g)", change, tolerance(m), notWorse, passThreshold)
@@ -249,6 +257,13 @@ func weigh(mv *MetricVerdict, m Metric, md MetricData, step time.Duration, failA
 		every := max(1, int(lateShiftRestart/step))
 		mv.Evidence.Worse = Number(stats.LateShift(md.Canary, md.Baseline, offset, m.Boundary(), increaseBad, every))
 	}
+	if change, ok := changeSincePreDeploy(m, md, step); ok {
+		// The average of two e-values is an e-value: the tolerance test
+		// keeps its power on slow and small regressions, the change test
+		// brings the speed on large ones.
+		mv.Evidence.ChangeSincePreDeploy = Number(change)
+		mv.Evidence.Worse = (mv.Evidence.Worse + Number(change)) / 2
+	}
 	mv.Effect = Interval{Number(ev.Estimate), Number(ev.Lower), Number(ev.Upper)}
 	return true
 }
@@ -256,6 +271,28 @@ func weigh(mv *MetricVerdict, m Metric, md MetricData, step time.Duration, failA
 // lateShiftRestart is how often a drifting metric's test for a late
 // regression starts afresh.
 const lateShiftRestart = 4 * time.Minute
+
+// minPrePairs is how many pre-deploy pairs the change test needs to know
+// the ratio's usual spread: half the pre-deploy window at a 15 s step.
+const minPrePairs = 60
+
+// changeSincePreDeploy weighs the canary/baseline ratio of the first
+// stage against the same cohorts' ratio before the deploy
+// (stats.ConformalShift). It is not available without enough pre-deploy
+// pairs.
+func changeSincePreDeploy(m Metric, md MetricData, step time.Duration) (float64, bool) {
+	pre := stats.LogRatios(md.PreCanary, md.PreBaseline, 0)
+	if len(pre) < minPrePairs || step <= 0 {
+		return 0, false
+	}
+	k := min(md.PreCohortSteps, len(md.Canary), len(md.Baseline))
+	post := stats.LogRatioSeries(md.Canary[:k], md.Baseline[:k], 0)
+	every := max(1, int(changeRestart/step))
+	return stats.ConformalShift(pre, post, m.Boundary(), m.bad() == Increase, every), true
+}
+
+// changeRestart is how often the change test starts afresh.
+const changeRestart = time.Minute
 
 // preDeployOffset is the canary hosts' usual log ratio to the baseline
 // before the deploy, for gauges. Gauges (CPU, memory) keep a host's

@@ -76,13 +76,14 @@ func Collect(ctx context.Context, src Source, d *Deployment, p Profile, now time
 			md.Weekly = &MetricData{}
 			collectSegments(ctx, src, m, weekly, step, md.Weekly)
 		}
-		if md.Err == nil && m.Kind == KindGauge && len(segs) > 0 {
+		if md.Err == nil && m.Kind != KindCount && len(segs) > 0 {
 			first := segs[0]
 			pre := segment{canary: first.canary, baseline: first.baseline, source: first.source, offset: first.offset,
 				start: d.Start.Add(-preDeployWindow + step), end: d.Start}
 			var pmd MetricData
 			if err := collectSegment(ctx, src, m, pre, step, &pmd); err == nil {
 				md.PreCanary, md.PreBaseline = pmd.Canary, pmd.Baseline
+				md.PreCohortSteps = int(first.end.Sub(d.Start.Add(step))/step) + 1
 			}
 		}
 		if err := ctx.Err(); err != nil {
