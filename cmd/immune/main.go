@@ -1,8 +1,9 @@
 // Command immune is a metrics store and canary judge in one process. Its
 // subcommands are thin: each parses flags and hands the work to a package.
 //
-//	immune serve   run the server (remote write in, Prometheus API out)
-//	immune bench   remote-write a synthetic load and report acknowledged samples/s
+//	immune serve   run the server (remote write and OpenTSDB in, Prometheus and OpenTSDB APIs out)
+//	immune bench   remote-write a synthetic load and report acknowledged samples/s;
+//	               "bench opentsdb" compares OpenTSDB ingest with VictoriaMetrics
 //	immune gate    register a deployment with the gate and wait for its verdict, or backtest one
 package main
 
@@ -61,7 +62,8 @@ const usage = `usage: immune <command> [flags]
 
 commands:
   serve    run the server
-  bench    remote-write a synthetic load to a server and report the rate
+  bench    remote-write a synthetic load to a server and report the rate;
+           bench quality | fleet | opentsdb for the judge, a simulated service, OpenTSDB ingest
   gate     register deployments with the gate and wait for verdicts; replay them over history
   version  print the version
 

@@ -22,14 +22,17 @@ import (
 
 	"github.com/immune-dev/immune/detect"
 	"github.com/immune-dev/immune/detect/gate"
+	"github.com/immune-dev/immune/ingest/opentsdb"
 	"github.com/immune-dev/immune/ingest/remotewrite"
 	"github.com/immune-dev/immune/query"
+	tsdbapi "github.com/immune-dev/immune/query/opentsdb"
 	"github.com/immune-dev/immune/tsdb"
 )
 
 type serveFlags struct {
 	dataDir          string
 	httpListen       string
+	openTSDBListen   string
 	retention        model.Duration
 	outOfOrderWindow model.Duration
 	logLevel         slog.Level
@@ -50,6 +53,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.dataDir, "data-dir", "./data", "directory holding all data")
 	fs.StringVar(&f.httpListen, "http-listen", "127.0.0.1:9480", "address of the HTTP API (remote write, Prometheus query API)")
+	fs.StringVar(&f.openTSDBListen, "opentsdb-listen", "127.0.0.1:4242", "address of the OpenTSDB port: telnet put and, as on OpenTSDB's port, the HTTP API (empty disables)")
 	fs.Var(durationFlag{&f.retention}, "retention", "how long samples are kept (Prometheus duration: 15d, 12h, 2w)")
 	fs.Var(durationFlag{&f.outOfOrderWindow}, "out-of-order-window", "how far behind a series' newest sample a sample is still accepted")
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
@@ -165,6 +169,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	apiMux := http.NewServeMux()
 	apiMux.Handle("/api/v1/write", remotewrite.NewHandler(db, remotewrite.Options{Logger: log.With("component", "remotewrite")}))
+	openTSDB := opentsdb.NewServer(db, opentsdb.Options{Logger: log.With("component", "opentsdb"), Version: version})
+	apiMux.Handle("/api/put", openTSDB.PutHandler())
+	tsdbapi.New(db, tsdbapi.Options{Logger: log.With("component", "opentsdb-query")}).Register(apiMux)
 	queryAPI := query.New(db, query.Options{
 		Logger:    log.With("component", "query"),
 		Metadata:  db,
@@ -198,6 +205,13 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	var h http.Handler = apiMux
 	api.Store(&h)
+	stopOpenTSDB := func(context.Context) error { return nil }
+	if f.openTSDBListen != "" {
+		if stopOpenTSDB, err = serveOpenTSDB(f.openTSDBListen, openTSDB, mux, log); err != nil {
+			srv.Close()
+			return errors.Join(err, closeStores())
+		}
+	}
 	ready.Store(true)
 	log.Info("ready", "dataDir", f.dataDir, "series", db.Stats().HeadSeries)
 
@@ -205,18 +219,40 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	case <-ctx.Done():
 	case err := <-serveErr:
 		ready.Store(false)
-		return errors.Join(fmt.Errorf("http server: %w", err), closeStores())
+		return errors.Join(fmt.Errorf("http server: %w", err), stopOpenTSDB(context.Background()), closeStores())
 	}
 	log.Info("shutting down: draining requests")
 	ready.Store(false)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer cancel()
-	shutdownErr := srv.Shutdown(shutdownCtx)
+	shutdownErr := errors.Join(srv.Shutdown(shutdownCtx), stopOpenTSDB(shutdownCtx))
 	closeErr := closeStores()
 	if closeErr == nil {
 		log.Info("store closed")
 	}
 	return errors.Join(shutdownErr, closeErr)
+}
+
+// serveOpenTSDB listens on addr for OpenTSDB's telnet protocol and, as
+// OpenTSDB's own port does, for HTTP (handler, the whole API); it returns
+// the function that drains and stops both.
+func serveOpenTSDB(addr string, telnet *opentsdb.Server, handler http.Handler, log *slog.Logger) (func(context.Context) error, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("opentsdb listen: %w", err)
+	}
+	telnetLn, httpLn := opentsdb.SplitHTTP(ln, opentsdb.DefaultIdleTimeout, opentsdb.DefaultMaxConnections)
+	ctx, cancel := context.WithCancel(context.Background())
+	telnetDone := make(chan error, 1)
+	go func() { telnetDone <- telnet.Serve(ctx, telnetLn) }()
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go hs.Serve(httpLn) // returns ErrServerClosed at Shutdown
+	log.Info("listening for OpenTSDB", "addr", ln.Addr().String())
+	return func(shutdownCtx context.Context) error {
+		err := errors.Join(hs.Shutdown(shutdownCtx), telnet.Shutdown(shutdownCtx))
+		cancel()
+		return errors.Join(err, <-telnetDone)
+	}, nil
 }
 
 // buildInfo describes the binary for /api/v1/status/buildinfo. Clients such
