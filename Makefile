@@ -32,7 +32,7 @@ bench: bench-micro bench-ingest
 
 ## bench-micro: go test benchmarks (benchstat-ready)
 bench-micro:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./tsdb/... ./ingest/...
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./tsdb/... ./ingest/... ./query/...
 
 SERIES ?= 10000
 STEPS ?= 60

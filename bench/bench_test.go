@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"math"
 	"net/http/httptest"
 	"os"
 	"sync/atomic"
@@ -87,15 +88,24 @@ func TestWriteIsAcknowledgedAndStored(t *testing.T) {
 }
 
 func TestProcessCPUAndPeakRSS(t *testing.T) {
-	cpu, err := ProcessCPU(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
+	// Burn CPU until /proc counts a tick (10 ms) of it: a reader that
+	// always said 0 would fail here.
+	deadline := time.Now().Add(5 * time.Second)
+	var cpu time.Duration
+	for x := 1.0; cpu == 0 && time.Now().Before(deadline); {
+		for range 1_000_000 {
+			x = math.Sqrt(x + 1)
+		}
+		var err error
+		if cpu, err = ProcessCPU(os.Getpid()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	rss, err := PeakRSS(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cpu < 0 || rss <= 0 {
+	if cpu <= 0 || rss <= 0 {
 		t.Fatalf("cpu %s, peak RSS %d", cpu, rss)
 	}
 }

@@ -179,8 +179,6 @@ func (l OpenTSDBLoad) PutBodies(batch int) (bodies [][]byte, points []int) {
 
 // TelnetResult is what SendTelnet saw.
 type TelnetResult struct {
-	// Written is how long writing every connection's lines took.
-	Written time.Duration
 	// Replies counts the lines the server answered: every reply to a put
 	// is an error.
 	Replies int64
@@ -192,6 +190,20 @@ type TelnetResult struct {
 // each connection's write side, and reads the server's replies until it
 // closes too.
 func SendTelnet(ctx context.Context, addr string, payloads [][]byte) (TelnetResult, error) {
+	// Every connection is open before any sends, so a failed dial leaves
+	// nothing running.
+	conns := make([]net.Conn, len(payloads))
+	for i := range payloads {
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			for _, c := range conns[:i] {
+				c.Close()
+			}
+			return TelnetResult{}, err
+		}
+		conns[i] = conn
+	}
 	var (
 		res      TelnetResult
 		replies  atomic.Int64
@@ -200,18 +212,8 @@ func SendTelnet(ctx context.Context, addr string, payloads [][]byte) (TelnetResu
 		firstErr error
 		wg       sync.WaitGroup
 	)
-	start := time.Now()
-	var written sync.WaitGroup
-	for _, payload := range payloads {
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			return res, err
-		}
-		wg.Add(1)
-		written.Add(1)
-		go func() {
-			defer wg.Done()
+	for i, conn := range conns {
+		wg.Go(func() {
 			defer conn.Close()
 			stop := context.AfterFunc(ctx, func() { conn.Close() })
 			defer stop()
@@ -224,8 +226,7 @@ func SendTelnet(ctx context.Context, addr string, payloads [][]byte) (TelnetResu
 					once.Do(func() { res.FirstReply = sc.Text() })
 				}
 			}()
-			_, err := io.Copy(conn, bytes.NewReader(payload))
-			written.Done()
+			_, err := io.Copy(conn, bytes.NewReader(payloads[i]))
 			if err == nil {
 				err = conn.(*net.TCPConn).CloseWrite()
 			}
@@ -233,28 +234,20 @@ func SendTelnet(ctx context.Context, addr string, payloads [][]byte) (TelnetResu
 				errOnce.Do(func() { firstErr = err })
 			}
 			<-read
-		}()
+		})
 	}
-	written.Wait()
-	res.Written = time.Since(start)
 	wg.Wait()
 	res.Replies = replies.Load()
 	return res, firstErr
 }
 
-// PutResult is what PostPut saw.
-type PutResult struct {
-	Acked    int64 // points in requests answered 2xx
-	Elapsed  time.Duration
-	Requests int
-}
-
 // PostPut posts the bodies to an /api/put URL from concurrency senders and
-// counts the acknowledged points. A non-2xx answer stops it with an error.
-func PostPut(ctx context.Context, url string, bodies [][]byte, points []int, concurrency int) (PutResult, error) {
+// returns how many points were in requests answered 2xx. A non-2xx answer
+// stops it with an error.
+func PostPut(ctx context.Context, url string, bodies [][]byte, points []int, concurrency int) (acked int64, err error) {
 	client := &http.Client{Timeout: time.Minute}
 	var (
-		acked    atomic.Int64
+		ackedN   atomic.Int64
 		next     atomic.Int64
 		errOnce  sync.Once
 		firstErr error
@@ -262,7 +255,6 @@ func PostPut(ctx context.Context, url string, bodies [][]byte, points []int, con
 	)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	start := time.Now()
 	for range max(concurrency, 1) {
 		wg.Add(1)
 		go func() {
@@ -276,12 +268,12 @@ func PostPut(ctx context.Context, url string, bodies [][]byte, points []int, con
 					errOnce.Do(func() { firstErr = err; cancel() })
 					return
 				}
-				acked.Add(int64(points[i]))
+				ackedN.Add(int64(points[i]))
 			}
 		}()
 	}
 	wg.Wait()
-	return PutResult{Acked: acked.Load(), Elapsed: time.Since(start), Requests: len(bodies)}, firstErr
+	return ackedN.Load(), firstErr
 }
 
 func postOne(ctx context.Context, client *http.Client, url string, body []byte) error {

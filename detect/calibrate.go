@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/common/model"
+
 	"github.com/immune-dev/immune/detect/stats"
 )
 
@@ -478,8 +480,6 @@ func countOutcomes(replays []outcome) Outcomes {
 	return o
 }
 
-var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
-
 // completeCalibration applies the defaults and checks the request; errors
 // wrap ErrInvalid and name the bound.
 func (s *Service) completeCalibration(req *CalibrationRequest, now time.Time) error {
@@ -539,7 +539,8 @@ func (s *Service) completeCalibration(req *CalibrationRequest, now time.Time) er
 		add("hosts %d: want at least 1", req.Hosts)
 	}
 	for _, l := range []string{req.HostLabel, req.ServiceLabel} {
-		if !labelName.MatchString(l) {
+		// Legacy names only: the selectors write them unquoted.
+		if !model.LegacyValidation.IsValidLabelName(l) {
 			add("%q is not a label name", l)
 		}
 	}

@@ -29,6 +29,10 @@ const (
 	Error  Status = "error"
 )
 
+// States are the states a deployment can be in, in the order a verdict's
+// series are exported and the API lists them.
+var States = []Status{Pending, Pass, Fail, Inconclusive, Aborted}
+
 // Terminal reports whether a deployment in this state is finished.
 func (s Status) Terminal() bool {
 	return s == Pass || s == Fail || s == Inconclusive || s == Aborted

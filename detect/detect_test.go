@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -214,6 +215,57 @@ func TestJudgeChangeSincePreDeploy(t *testing.T) {
 	v = Judge(d, p, []MetricData{staged}, t0.Add(12*time.Minute), JudgeOptions{})
 	if m := v.Metrics[0]; v.Verdict == Fail || float64(m.Evidence.ChangeSincePreDeploy) > 1 {
 		t.Fatalf("a stage with hosts of the usual speed: %s: %s (evidence %+v)", v.Verdict, m.Reason, m.Evidence)
+	}
+}
+
+// TestMinPrePairs holds the change test's need for pre-deploy pairs to
+// half the window's steps: 60 at 15 s, and below a full window at longer
+// steps, so one missing scrape does not disable the test.
+func TestMinPrePairs(t *testing.T) {
+	for _, c := range []struct {
+		step time.Duration
+		want int
+	}{{15 * time.Second, 60}, {30 * time.Second, 30}, {time.Minute, 15}, {5 * time.Minute, 10}} {
+		if got := minPrePairs(c.step); got != c.want {
+			t.Errorf("minPrePairs(%s) = %d, want %d", c.step, got, c.want)
+		}
+	}
+}
+
+// askedSource answers every range query with one flat series and counts
+// the queries asked, by query and range.
+type askedSource map[string]int
+
+func (a askedSource) QueryRange(_ context.Context, query string, start, end time.Time, step time.Duration) ([]Series, error) {
+	a[fmt.Sprintf("%s [%s, %s]", query, start.Sub(t0), end.Sub(t0))]++
+	var s Series
+	for at := start; !at.After(end); at = at.Add(step) {
+		s.Points = append(s.Points, Point{T: at.UnixMilli(), V: 1})
+	}
+	return []Series{s}, nil
+}
+
+// TestCollectAsksEachQueryOnce holds the weekly pass against history to
+// asking the week-old baselines alone: the first pass asked the rest.
+func TestCollectAsksEachQueryOnce(t *testing.T) {
+	// The first stage has no baseline cohort, the second has one.
+	d := &Deployment{Service: "checkout", Version: "v2", Start: t0, Canary: oneHost, Step: Duration(15 * time.Second),
+		Stages: []Stage{{At: t0.Add(4 * time.Minute), Canary: twoHosts, Baseline: twoHostsRest}}}
+	// Metrics may share a query (count(up)): each is collected alone.
+	for _, m := range DefaultProfile().Metrics {
+		src := askedSource{}
+		data, err := Collect(context.Background(), src, d, Profile{Name: "p", Metrics: []Metric{m}}, t0.Add(10*time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if md := data[0]; md.Err != nil || md.Weekly == nil || md.Weekly.Err != nil {
+			t.Fatalf("%s: collected %+v", m.Name, md)
+		}
+		for q, n := range src {
+			if n > 1 {
+				t.Errorf("%s: asked %d times: %s", m.Name, n, q)
+			}
+		}
 	}
 }
 

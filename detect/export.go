@@ -20,8 +20,6 @@ const (
 	EffectMetric = "immune_deployment_metric_effect"
 )
 
-var exportedStates = []Status{Pending, Pass, Fail, Inconclusive, Aborted}
-
 // exportVerdict appends the verdict's series to app at the verdict's time.
 func exportVerdict(ctx context.Context, app storage.Appendable, d *Deployment, v Verdict) error {
 	a := app.Appender(ctx)
@@ -35,7 +33,7 @@ func exportVerdict(ctx context.Context, app storage.Appendable, d *Deployment, v
 		pairs := append(append([]string{"__name__", name}, base...), extra...)
 		_, err = a.Append(0, labels.FromStrings(pairs...), ts, value)
 	}
-	for _, s := range exportedStates {
+	for _, s := range States {
 		value := 0.0
 		if s == v.Verdict {
 			value = 1

@@ -273,8 +273,12 @@ func weigh(mv *MetricVerdict, m Metric, md MetricData, step time.Duration, failA
 const lateShiftRestart = 4 * time.Minute
 
 // minPrePairs is how many pre-deploy pairs the change test needs to know
-// the ratio's usual spread: half the pre-deploy window at a 15 s step.
-const minPrePairs = 60
+// the ratio's usual spread: half the pre-deploy window's steps (60 at a
+// 15 s step), so that at a longer step a missing scrape does not disable
+// it; and never below 10, from which no spread can be learnt.
+func minPrePairs(step time.Duration) int {
+	return max(int(preDeployWindow/step)/2, 10)
+}
 
 // changeSincePreDeploy weighs the canary/baseline ratio of the first
 // stage against the same cohorts' ratio before the deploy
@@ -282,7 +286,7 @@ const minPrePairs = 60
 // pairs.
 func changeSincePreDeploy(m Metric, md MetricData, step time.Duration) (float64, bool) {
 	pre := stats.LogRatios(md.PreCanary, md.PreBaseline, 0)
-	if len(pre) < minPrePairs || step <= 0 {
+	if step <= 0 || len(pre) < minPrePairs(step) {
 		return 0, false
 	}
 	k := min(md.PreCohortSteps, len(md.Canary), len(md.Baseline))

@@ -68,13 +68,20 @@ func Collect(ctx context.Context, src Source, d *Deployment, p Profile, now time
 	if err != nil {
 		return nil, err
 	}
+	weekly, historical := weeklySegments(segs)
 	out := make([]MetricData, len(p.Metrics))
 	for i, m := range p.Metrics {
 		md := &out[i]
-		collectSegments(ctx, src, m, segs, step, md)
-		if weekly, ok := weeklySegments(segs); ok && md.Err == nil {
+		// The weekly pass differs from the first only in the week-old
+		// baselines: the first pass's answers serve for the rest.
+		msrc := src
+		if historical {
+			msrc = &memoSource{src: src, answers: map[memoKey][]Series{}}
+		}
+		collectSegments(ctx, msrc, m, segs, step, md)
+		if historical && md.Err == nil {
 			md.Weekly = &MetricData{}
-			collectSegments(ctx, src, m, weekly, step, md.Weekly)
+			collectSegments(ctx, msrc, m, weekly, step, md.Weekly)
 		}
 		if md.Err == nil && m.Kind != KindCount && len(segs) > 0 {
 			first := segs[0]
@@ -153,6 +160,33 @@ func weeklySegments(segs []segment) ([]segment, bool) {
 		}
 	}
 	return out, historical
+}
+
+// memoSource is a Source that keeps its answers, so a query asked again
+// over the same range is answered without asking src. It is not safe for
+// concurrent use.
+type memoSource struct {
+	src     Source
+	answers map[memoKey][]Series
+}
+
+type memoKey struct {
+	query      string
+	start, end int64 // ms
+	step       time.Duration
+}
+
+// QueryRange implements Source.
+func (s *memoSource) QueryRange(ctx context.Context, query string, start, end time.Time, step time.Duration) ([]Series, error) {
+	key := memoKey{query: query, start: start.UnixMilli(), end: end.UnixMilli(), step: step}
+	if series, ok := s.answers[key]; ok {
+		return series, nil
+	}
+	series, err := s.src.QueryRange(ctx, query, start, end, step)
+	if err == nil {
+		s.answers[key] = series
+	}
+	return series, err
 }
 
 func collectSegment(ctx context.Context, src Source, m Metric, seg segment, step time.Duration, md *MetricData) error {

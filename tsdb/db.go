@@ -379,12 +379,11 @@ func (db *DB) enter() error {
 // Stats are counters describing the store.
 type Stats struct {
 	HeadSeries int64 // series in the head
-	DiskBytes  uint64
 }
 
 // Stats returns current counters.
 func (db *DB) Stats() Stats {
-	return Stats{HeadSeries: db.head.count.Load(), DiskBytes: db.pdb.Metrics().DiskSpaceUsage()}
+	return Stats{HeadSeries: db.head.count.Load()}
 }
 
 func dayOf(t int64) uint32 { return uint32(t / dayMillis) }

@@ -95,7 +95,7 @@ func (h *head) lookupOrAdd(ls labels.Labels, create func() (*memSeries, error)) 
 }
 
 // getOrLoad returns the head series with this ID, adding it with labels
-// from load when absent. Used by WAL replay and ref-based appends.
+// from load when absent. Used by WAL replay.
 func (h *head) getOrLoad(id uint64, load func() (labels.Labels, error)) (*memSeries, error) {
 	if s := h.get(id); s != nil {
 		return s, nil

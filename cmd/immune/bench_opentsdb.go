@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -65,8 +66,18 @@ func runBenchOpenTSDB(ctx context.Context, args []string, stdout, stderr io.Writ
 		return err
 	}
 	systems := []openTSDBSystem{immuneSystem(self), victoriaSystem(o.vm)}
-	telnet := o.load.TelnetLines(o.conns)
-	bodies, points := o.load.PutBodies(o.batch)
+	// Rendered once, before any clock starts, for the protocols measured.
+	var (
+		telnet [][]byte
+		bodies [][]byte
+		points []int
+	)
+	if slices.Contains(o.protocols, "telnet") {
+		telnet = o.load.TelnetLines(o.conns)
+	}
+	if slices.Contains(o.protocols, "http") {
+		bodies, points = o.load.PutBodies(o.batch)
+	}
 	fmt.Fprintf(stdout, "load: %d series x %d points = %d points; telnet over %d connections, /api/put %d points per request from %d senders\n",
 		o.load.Series(), o.load.Steps, o.load.Points(), o.conns, o.batch, o.concurrency)
 
@@ -95,7 +106,7 @@ type openTSDBSystem struct {
 	// its Prometheus query API base.
 	start func(ctx context.Context) (peer *bench.Peer, telnet, put, query string, err error)
 	// stored reports how many OpenTSDB points the server has taken in.
-	stored func(ctx context.Context, peer *bench.Peer, telnet, query string) (int64, error)
+	stored func(ctx context.Context, telnet, query string) (int64, error)
 }
 
 func immuneSystem(bin string) openTSDBSystem {
@@ -114,7 +125,7 @@ func immuneSystem(bin string) openTSDBSystem {
 				ReadyURL: "http://" + httpAddr + "/-/ready"})
 			return p, tsdbAddr, "http://" + httpAddr + "/api/put", "http://" + httpAddr, err
 		},
-		stored: func(ctx context.Context, _ *bench.Peer, telnet, _ string) (int64, error) {
+		stored: func(ctx context.Context, telnet, _ string) (int64, error) {
 			return immuneStoredPoints(ctx, telnet)
 		},
 	}
@@ -138,7 +149,7 @@ func victoriaSystem(bin string) openTSDBSystem {
 				ReadyURL: "http://" + httpAddr + "/health"})
 			return p, tsdbAddr, "http://" + putAddr + "/api/put", "http://" + httpAddr, err
 		},
-		stored: func(ctx context.Context, _ *bench.Peer, _, query string) (int64, error) {
+		stored: func(ctx context.Context, _, query string) (int64, error) {
 			return victoriaInsertedRows(ctx, query)
 		},
 	}
@@ -182,16 +193,16 @@ func runOpenTSDBOnce(ctx context.Context, sys openTSDBSystem, proto string, o op
 		}
 		// Telnet put has no acknowledgement: the run ends when the server
 		// has taken in every point.
-		if err := awaitStored(ctx, func() (int64, error) { return sys.stored(ctx, peer, telnetAddr, queryBase) }, want); err != nil {
+		if err := awaitStored(ctx, func() (int64, error) { return sys.stored(ctx, telnetAddr, queryBase) }, want); err != nil {
 			return run, err
 		}
 		run.points = want
 	case "http":
-		res, err := bench.PostPut(ctx, putURL, bodies, points, o.concurrency)
+		acked, err := bench.PostPut(ctx, putURL, bodies, points, o.concurrency)
 		if err != nil {
 			return run, err
 		}
-		run.points = res.Acked
+		run.points = acked
 	}
 	run.elapsed = time.Since(start)
 	cpuAfter, err := bench.ProcessCPU(peer.Pid())

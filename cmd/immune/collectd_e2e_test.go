@@ -1,10 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -103,18 +101,13 @@ func TestCollectdWriteTSDB(t *testing.T) {
 		"m":     {"none:memory.used.memory{fqdn=immune-e2e}"},
 		"ms":    {"true"},
 	}
-	resp, err := http.Get(base + "/api/query?" + q.Encode())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var series []struct {
 		Metric string             `json:"metric"`
 		Tags   map[string]string  `json:"tags"`
 		DPS    map[string]float64 `json:"dps"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&series); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("/api/query: %s: %v", resp.Status, err)
+	if err := getJSON(base+"/api/query?"+q.Encode(), &series); err != nil {
+		t.Fatalf("/api/query: %v", err)
 	}
 	if len(series) != 1 || series[0].Metric != "memory.used.memory" || series[0].Tags["fqdn"] != "immune-e2e" {
 		t.Fatalf("/api/query: %+v, want memory.used.memory of fqdn=immune-e2e", series)

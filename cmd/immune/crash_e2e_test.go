@@ -40,7 +40,11 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	start := time.Now().Add(-steps * time.Second).Truncate(time.Second)
 	for cycle := range cycles {
 		server, base := startImmune(t, dir)
+		// Kill after a random number of this cycle's acknowledged samples.
 		killAfter := 5_000 + rng.IntN(40_000)
+		mu.Lock()
+		before := total
+		mu.Unlock()
 		ctx, cancel := context.WithCancel(context.Background())
 		killed := make(chan struct{})
 		var once sync.Once
@@ -64,7 +68,7 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 					total += len(samples)
 					n := total
 					mu.Unlock()
-					if n >= killAfter*(cycle+1) {
+					if n >= before+killAfter {
 						once.Do(func() {
 							server.cmd.Process.Signal(syscall.SIGKILL)
 							close(killed)

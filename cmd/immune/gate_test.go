@@ -200,12 +200,7 @@ func TestGateCLIWaitSurvivesRestart(t *testing.T) {
 	first := e.serve(t, nil)
 	id := e.start(t, first, 30*time.Minute)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 
 	stderr := &lineSignal{want: "retrying", hit: make(chan struct{})}
 	var stdout bytes.Buffer
@@ -218,7 +213,7 @@ func TestGateCLIWaitSurvivesRestart(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("wait ended while the server was down: %v\n%s", err, stderr.String())
 	}
-	ln, err = net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Skipf("cannot listen on %s again: %v", addr, err)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/immune-dev/immune/bench"
 )
 
 // immuneBin is the binary under test, built once by TestMain.
@@ -62,12 +63,11 @@ func fileExists(path string) bool {
 // freeAddr returns a loopback address with a port that was free just now.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := bench.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // process is a child process started by a test and stopped by pid.

@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -205,12 +206,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	var h http.Handler = apiMux
 	api.Store(&h)
-	stopOpenTSDB := func(context.Context) error { return nil }
+	var port *openTSDBPort
+	var portFailed <-chan error // nil, so never ready, without the port
 	if f.openTSDBListen != "" {
-		if stopOpenTSDB, err = serveOpenTSDB(f.openTSDBListen, openTSDB, mux, log); err != nil {
+		if port, err = serveOpenTSDB(f.openTSDBListen, openTSDB, mux, log); err != nil {
 			srv.Close()
 			return errors.Join(err, closeStores())
 		}
+		portFailed = port.failed
 	}
 	ready.Store(true)
 	log.Info("ready", "dataDir", f.dataDir, "series", db.Stats().HeadSeries)
@@ -219,13 +222,21 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	case <-ctx.Done():
 	case err := <-serveErr:
 		ready.Store(false)
-		return errors.Join(fmt.Errorf("http server: %w", err), stopOpenTSDB(context.Background()), closeStores())
+		return errors.Join(fmt.Errorf("http server: %w", err), port.shutdown(context.Background()), closeStores())
+	case err := <-portFailed:
+		ready.Store(false)
+		return errors.Join(fmt.Errorf("opentsdb port: %w", err), srv.Close(), port.shutdown(context.Background()), closeStores())
 	}
 	log.Info("shutting down: draining requests")
 	ready.Store(false)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer cancel()
-	shutdownErr := errors.Join(srv.Shutdown(shutdownCtx), stopOpenTSDB(shutdownCtx))
+	var shutdownErr error
+	var drained sync.WaitGroup
+	drained.Go(func() { shutdownErr = srv.Shutdown(shutdownCtx) })
+	portErr := port.shutdown(shutdownCtx) // both ports drain within the one timeout
+	drained.Wait()
+	shutdownErr = errors.Join(shutdownErr, portErr)
 	closeErr := closeStores()
 	if closeErr == nil {
 		log.Info("store closed")
@@ -233,26 +244,64 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	return errors.Join(shutdownErr, closeErr)
 }
 
-// serveOpenTSDB listens on addr for OpenTSDB's telnet protocol and, as
-// OpenTSDB's own port does, for HTTP (handler, the whole API); it returns
-// the function that drains and stops both.
-func serveOpenTSDB(addr string, telnet *opentsdb.Server, handler http.Handler, log *slog.Logger) (func(context.Context) error, error) {
+// openTSDBPort is the OpenTSDB port while it serves: telnet and, as on
+// OpenTSDB's own port, HTTP.
+type openTSDBPort struct {
+	http       *http.Server
+	telnet     *opentsdb.Server
+	telnetDone chan struct{}
+	// failed receives the error that stopped either side on its own.
+	failed chan error
+}
+
+// serveOpenTSDB listens on addr for OpenTSDB's telnet protocol and for HTTP
+// (handler, the whole API).
+func serveOpenTSDB(addr string, telnet *opentsdb.Server, handler http.Handler, log *slog.Logger) (*openTSDBPort, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("opentsdb listen: %w", err)
 	}
 	telnetLn, httpLn := opentsdb.SplitHTTP(ln, opentsdb.DefaultIdleTimeout, opentsdb.DefaultMaxConnections)
-	ctx, cancel := context.WithCancel(context.Background())
-	telnetDone := make(chan error, 1)
-	go func() { telnetDone <- telnet.Serve(ctx, telnetLn) }()
-	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	go hs.Serve(httpLn) // returns ErrServerClosed at Shutdown
+	p := &openTSDBPort{
+		http:       &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)},
+		telnet:     telnet,
+		telnetDone: make(chan struct{}),
+		failed:     make(chan error, 2),
+	}
+	go func() {
+		defer close(p.telnetDone)
+		// Serve returns nil once Shutdown is called.
+		if err := telnet.Serve(context.Background(), telnetLn); err != nil {
+			p.failed <- fmt.Errorf("telnet: %w", err)
+		}
+	}()
+	go func() {
+		if err := p.http.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
+			p.failed <- fmt.Errorf("http: %w", err)
+		}
+	}()
 	log.Info("listening for OpenTSDB", "addr", ln.Addr().String())
-	return func(shutdownCtx context.Context) error {
-		err := errors.Join(hs.Shutdown(shutdownCtx), telnet.Shutdown(shutdownCtx))
-		cancel()
-		return errors.Join(err, <-telnetDone)
-	}, nil
+	return p, nil
+}
+
+// shutdown drains both sides at once and waits for the telnet connections
+// to commit, at most until ctx ends. A nil port has nothing to stop.
+func (p *openTSDBPort) shutdown(ctx context.Context) error {
+	if p == nil {
+		return nil
+	}
+	var httpErr error
+	var drained sync.WaitGroup
+	drained.Go(func() { httpErr = p.http.Shutdown(ctx) })
+	telnetErr := p.telnet.Shutdown(ctx)
+	drained.Wait()
+	select {
+	case <-p.telnetDone:
+	case <-ctx.Done():
+		// A connection stuck in storage: give up on it rather than hang.
+		telnetErr = errors.Join(telnetErr, fmt.Errorf("opentsdb telnet connections still open: %w", ctx.Err()))
+	}
+	return errors.Join(httpErr, telnetErr)
 }
 
 // buildInfo describes the binary for /api/v1/status/buildinfo. Clients such

@@ -96,9 +96,6 @@ func StatusOf(d *detect.Deployment) Status {
 	return s
 }
 
-// deploymentStates are the values GET /api/v1/deployments?state= accepts.
-var deploymentStates = []detect.Status{detect.Pending, detect.Pass, detect.Fail, detect.Inconclusive, detect.Aborted}
-
 func (a *API) register(w http.ResponseWriter, r *http.Request) {
 	var reg Registration
 	if err := decode(w, r, &reg, false); err != nil {
@@ -118,8 +115,8 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 func (a *API) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	state := detect.Status(q.Get("state"))
-	if state != "" && !slices.Contains(deploymentStates, state) {
-		a.writeError(w, r, badRequest("state %q: want one of %s", state, joinStates(deploymentStates)))
+	if state != "" && !slices.Contains(detect.States, state) {
+		a.writeError(w, r, badRequest("state %q: want one of %s", state, joinStates(detect.States)))
 		return
 	}
 	ds, err := a.svc.List(q.Get("service"), state)

@@ -377,7 +377,9 @@ func TestGatePlot(t *testing.T) {
 				root = se.Name.Local
 			}
 		}
-		for _, want := range []string{"stage 1", "deploy", "tolerance", "estimate", ">canary<", ">baseline<"} {
+		// Each as the plot writes it, text alone in its element: "deploy"
+		// and "estimate" also occur in the axis label and the title.
+		for _, want := range []string{">stage 1<", ">deploy<", ">tolerance (", ">estimate<", ">confidence bounds<", ">canary<", ">baseline<"} {
 			if !bytes.Contains(b, []byte(want)) {
 				t.Errorf("%s: plot has no %q", metric, want)
 			}

@@ -68,57 +68,16 @@ func RateRatio(steps []CountStep, boundary float64, increaseBad bool, alpha floa
 		ev.Worse, ev.NotWorse = 1, 1
 		return ev
 	}
-	test := newRateTest(boundary)
-	for _, o := range used {
-		test.add(o)
-	}
-	if increaseBad {
-		ev.Worse, ev.NotWorse = test.up(), test.down()
-	} else {
-		ev.Worse, ev.NotWorse = test.down(), test.up()
-	}
 	ll := func(logR float64) float64 { return logLikelihood(used, logR) }
+	up, down := mixtures(ll, math.Log(boundary))
+	if increaseBad {
+		ev.Worse, ev.NotWorse = up, down
+	} else {
+		ev.Worse, ev.NotWorse = down, up
+	}
 	ev.Estimate = math.Exp(maximize(ll, ev.CanaryEvents, ev.BaselineEvents))
 	ev.Lower, ev.Upper = confidenceSequence(ll, math.Log(ev.Estimate), alpha)
 	return ev
-}
-
-// rateTest accumulates, step by step, the log-likelihoods of the boundary
-// and of the mixture's alternatives on either side of it.
-type rateTest struct {
-	logBoundary float64
-	base        float64
-	above       []float64 // at boundary·f
-	below       []float64 // at boundary/f
-}
-
-func newRateTest(boundary float64) *rateTest {
-	return &rateTest{
-		logBoundary: math.Log(boundary),
-		above:       make([]float64, len(mixtureFactors)),
-		below:       make([]float64, len(mixtureFactors)),
-	}
-}
-
-func (t *rateTest) add(o countObs) {
-	one := []countObs{o}
-	t.base += logLikelihood(one, t.logBoundary)
-	for i, f := range mixtureFactors {
-		t.above[i] += logLikelihood(one, t.logBoundary+math.Log(f))
-		t.below[i] += logLikelihood(one, t.logBoundary-math.Log(f))
-	}
-}
-
-// up is the e-value against r ≤ boundary; down against r ≥ boundary.
-func (t *rateTest) up() float64   { return meanExp(t.above, t.base) }
-func (t *rateTest) down() float64 { return meanExp(t.below, t.base) }
-
-func meanExp(lls []float64, base float64) float64 {
-	var sum float64
-	for _, ll := range lls {
-		sum += math.Exp(ll - base)
-	}
-	return sum / float64(len(lls))
 }
 
 type countObs struct {
@@ -144,15 +103,19 @@ func softplus(x float64) float64 {
 	return math.Log1p(math.Exp(x))
 }
 
-// mixture returns the equal-weight mixture of likelihood ratios of the
-// alternatives boundary·f^side against the boundary itself.
-func mixture(ll func(float64) float64, logBoundary float64, side float64) float64 {
+// mixtures returns the equal-weight mixtures of likelihood ratios of the
+// alternatives boundary·f (up, the e-value against r ≤ boundary) and
+// boundary/f (down, against r ≥ boundary) against the boundary itself. Both
+// share one evaluation of the boundary's likelihood.
+func mixtures(ll func(float64) float64, logBoundary float64) (up, down float64) {
 	base := ll(logBoundary)
-	var sum float64
 	for _, f := range mixtureFactors {
-		sum += math.Exp(ll(logBoundary+side*math.Log(f)) - base)
+		lf := math.Log(f)
+		up += math.Exp(ll(logBoundary+lf) - base)
+		down += math.Exp(ll(logBoundary-lf) - base)
 	}
-	return sum / float64(len(mixtureFactors))
+	n := float64(len(mixtureFactors))
+	return up / n, down / n
 }
 
 // maximize returns the log rate ratio maximizing ll, which is concave in it.
@@ -191,7 +154,8 @@ func maximize(ll func(float64) float64, xc, xb float64) float64 {
 // edges are found by bisection.
 func confidenceSequence(ll func(float64) float64, logEst, alpha float64) (float64, float64) {
 	rejected := func(logR0 float64) bool {
-		return (mixture(ll, logR0, +1)+mixture(ll, logR0, -1))/2 >= 1/alpha
+		up, down := mixtures(ll, logR0)
+		return (up+down)/2 >= 1/alpha
 	}
 	const far = 14.0 // e^14 ≈ 1.2e6
 	edge := func(dir float64) float64 {

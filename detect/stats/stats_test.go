@@ -150,6 +150,42 @@ func TestRateTestHoldsUnderContinuousMonitoring(t *testing.T) {
 	}
 }
 
+// rateTest is RateRatio's test kept step by step, for looking after every
+// step: it accumulates the log-likelihood at each ratio mixtures evaluates,
+// so a look costs no pass over the earlier steps.
+type rateTest struct {
+	logBoundary float64
+	lls         map[float64]float64 // by log ratio
+}
+
+func newRateTest(boundary float64) *rateTest {
+	t := &rateTest{logBoundary: math.Log(boundary), lls: map[float64]float64{}}
+	t.lls[t.logBoundary] = 0
+	for _, f := range mixtureFactors {
+		t.lls[t.logBoundary+math.Log(f)] = 0
+		t.lls[t.logBoundary-math.Log(f)] = 0
+	}
+	return t
+}
+
+func (t *rateTest) add(o countObs) {
+	for logR := range t.lls {
+		t.lls[logR] += logLikelihood([]countObs{o}, logR)
+	}
+}
+
+// up is the e-value against r ≤ boundary.
+func (t *rateTest) up() float64 {
+	up, _ := mixtures(func(logR float64) float64 {
+		ll, ok := t.lls[logR]
+		if !ok {
+			panic("mixtures evaluates a ratio rateTest does not keep")
+		}
+		return ll
+	}, t.logBoundary)
+	return up
+}
+
 func TestRateConfidenceSequenceCoverage(t *testing.T) {
 	const runs, steps, alpha, trueRatio = 150, 30, 0.05, 1.5
 	rng := rand.New(rand.NewPCG(4, 5))

@@ -53,8 +53,10 @@ func (e *appendError) Unwrap() error { return e.err }
 
 // append adds one point that ParsePut or the JSON decoder validated.
 // metric and the tags may alias a buffer that is reused afterwards:
-// nothing handed to storage keeps them (see wireString).
-func (b *batch) append(metric []byte, tags []Tag, t int64, v float64) error {
+// nothing handed to storage keeps them (see wireString). The result is
+// *appendError, not error, so callers read rejected without errors.As;
+// compare it with nil before storing it in an error variable.
+func (b *batch) append(metric []byte, tags []Tag, t int64, v float64) *appendError {
 	if b.a == nil {
 		b.a = b.app.Appender(b.ctx)
 		b.getRef, _ = b.a.(storage.GetRef)

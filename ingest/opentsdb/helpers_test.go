@@ -115,20 +115,28 @@ func wantSeries(t testing.TB, db *tsdb.DB, want map[string][]sample) {
 // the test, and checks that Serve then returns nil.
 func startServer(t testing.TB, s *Server) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
+	ln, served := serveLoopback(ctx, t, s)
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		if err := <-served; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})
 	return ln.Addr().String()
+}
+
+// serveLoopback runs s.Serve on a new loopback listener in a goroutine. It
+// returns the listener and the channel that receives Serve's result.
+func serveLoopback(ctx context.Context, t testing.TB, s *Server) (net.Listener, <-chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx, ln) }()
+	return ln, served
 }
 
 // client is a telnet client. Every read has a generous deadline, so a

@@ -314,23 +314,7 @@ func checkName(what string, s []byte) *ParseError {
 }
 
 // validName reports whether s passes checkName.
-func validName(s []byte) bool {
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if !nameByte[c] {
-				return false
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 || !unicode.IsLetter(r) {
-			return false
-		}
-		i += size
-	}
-	return len(s) > 0
-}
+func validName(s []byte) bool { return checkName("", s) == nil }
 
 // parseTimestamp parses a put timestamp and returns it in milliseconds.
 // perr is a syntax error or a non-positive timestamp, which OpenTSDB

@@ -231,17 +231,16 @@ func (h *putHandler) store(ctx context.Context, st *putState, details bool) (sto
 		p := &points[i]
 		metric, ts, v, perr := checkJSONPoint(p, tags[p.tagStart:p.tagEnd], h.opts.MaxTags)
 		if perr == nil {
-			aerr := b.append(metric, tags[p.tagStart:p.tagEnd], ts, v)
-			if aerr == nil {
+			ae := b.append(metric, tags[p.tagStart:p.tagEnd], ts, v)
+			if ae == nil {
 				continue
 			}
-			var ae *appendError
-			if !errors.As(aerr, &ae) || !ae.rejected {
+			if !ae.rejected {
 				h.stats.storageErrors.Add(1)
 				if rerr := b.rollback(); rerr != nil {
 					h.opts.Logger.Error("opentsdb put: rolling back", "err", rerr)
 				}
-				return 0, 0, aerr
+				return 0, 0, ae
 			}
 			h.stats.storageRejected.Add(1)
 			perr = &ParseError{Msg: ae.msg}

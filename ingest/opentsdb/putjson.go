@@ -95,30 +95,18 @@ func (d *jsonDecoder) decode(body []byte) error {
 			return err
 		}
 	case '[':
-		if err := d.open(); err != nil {
-			return err
-		}
-		d.ws()
-		if d.peek() == ']' {
-			d.i++
-		} else {
-			for {
-				d.ws()
-				if d.peek() != '{' {
-					return d.errorf("expected a data point object")
-				}
-				if err := d.point(); err != nil {
-					return err
-				}
-				if done, err := d.next(']'); err != nil || done {
-					if err != nil {
-						return err
-					}
-					break
-				}
+		more, err := d.begin(']')
+		for ; more && err == nil; more, err = d.next(']') {
+			if d.peek() != '{' {
+				return d.errorf("expected a data point object")
+			}
+			if err = d.point(); err != nil {
+				return err
 			}
 		}
-		d.depth--
+		if err != nil {
+			return err
+		}
 	default:
 		return d.errorf("expected a data point object or an array of them")
 	}
@@ -147,27 +135,43 @@ func (d *jsonDecoder) ws() {
 	}
 }
 
-// open consumes '{' or '['.
-func (d *jsonDecoder) open() error {
+// begin consumes the opening byte of an object or an array and the
+// whitespace after it. It reports whether a member or element follows, or
+// false when the container is empty: then it is consumed whole.
+func (d *jsonDecoder) begin(closing byte) (bool, error) {
 	d.i++
 	d.depth++
 	if d.depth > maxJSONDepth {
-		return d.errorf("nested too deeply")
+		return false, d.errorf("nested too deeply")
 	}
-	return nil
+	d.ws()
+	if d.peek() == closing {
+		d.i++
+		d.depth--
+		return false, nil
+	}
+	return true, nil
 }
 
-// next consumes the ',' or the closing byte after a member or element. It
-// reports true at the closing byte.
+// next consumes what follows a member or element: a ',' and the
+// whitespace after it, reporting that another one follows, or the closing
+// byte, reporting false. With begin, it makes the loop over a container:
+//
+//	more, err := d.begin(closing)
+//	for ; more && err == nil; more, err = d.next(closing) {
+//		// consume one member or element
+//	}
 func (d *jsonDecoder) next(closing byte) (bool, error) {
 	d.ws()
 	switch d.peek() {
 	case ',':
 		d.i++
-		return false, nil
+		d.ws()
+		return true, nil
 	case closing:
 		d.i++
-		return true, nil
+		d.depth--
+		return false, nil
 	}
 	return false, d.errorf("expected ',' or '%c'", closing)
 }
@@ -190,46 +194,34 @@ func (d *jsonDecoder) key() ([]byte, error) {
 
 // point decodes one data point object.
 func (d *jsonDecoder) point() error {
-	if err := d.open(); err != nil {
-		return err
-	}
 	p := jsonPoint{tagStart: len(d.tags), tagEnd: len(d.tags)}
-	d.ws()
-	if d.peek() == '}' {
-		d.i++
-	} else {
-		for {
-			k, err := d.key()
-			if err != nil {
-				return err
-			}
-			// Member names are case-sensitive, as Jackson's; a repeated
-			// member replaces the earlier one.
-			switch string(k) {
-			case "metric":
-				p.metric, err = d.scalar()
-			case "timestamp":
-				p.ts, err = d.scalar()
-			case "value":
-				p.value, err = d.scalar()
-			case "tags":
-				err = d.tagsMember(&p)
-			default:
-				err = d.skip()
-			}
-			if err != nil {
-				return err
-			}
-			done, err := d.next('}')
-			if err != nil {
-				return err
-			}
-			if done {
-				break
-			}
+	more, err := d.begin('}')
+	for ; more && err == nil; more, err = d.next('}') {
+		var k []byte
+		if k, err = d.key(); err != nil {
+			return err
+		}
+		// Member names are case-sensitive, as Jackson's; a repeated
+		// member replaces the earlier one.
+		switch string(k) {
+		case "metric":
+			p.metric, err = d.scalar()
+		case "timestamp":
+			p.ts, err = d.scalar()
+		case "value":
+			p.value, err = d.scalar()
+		case "tags":
+			err = d.tagsMember(&p)
+		default:
+			err = d.skip()
+		}
+		if err != nil {
+			return err
 		}
 	}
-	d.depth--
+	if err != nil {
+		return err
+	}
 	d.points = append(d.points, p)
 	return nil
 }
@@ -241,44 +233,29 @@ func (d *jsonDecoder) tagsMember(p *jsonPoint) error {
 		p.tags = s.kind
 		return err
 	}
-	if err := d.open(); err != nil {
-		return err
-	}
 	p.tags = jsonObject
 	p.tagStart, p.extraTags, p.badTag = len(d.tags), 0, nil
-	d.ws()
-	if d.peek() == '}' {
-		d.i++
-	} else {
-		for {
-			k, err := d.key()
-			if err != nil {
-				return err
-			}
-			v, err := d.scalar()
-			if err != nil {
-				return err
-			}
-			switch v.kind {
-			case jsonString, jsonNumber, jsonBool:
-				d.addTag(p, k, v.text)
-			default:
-				if p.badTag == nil {
-					p.badTag, p.badTagKind = k, v.kind
-				}
-			}
-			done, err := d.next('}')
-			if err != nil {
-				return err
-			}
-			if done {
-				break
+	more, err := d.begin('}')
+	for ; more && err == nil; more, err = d.next('}') {
+		var k []byte
+		if k, err = d.key(); err != nil {
+			return err
+		}
+		var v jsonScalar
+		if v, err = d.scalar(); err != nil {
+			return err
+		}
+		switch v.kind {
+		case jsonString, jsonNumber, jsonBool:
+			d.addTag(p, k, v.text)
+		default:
+			if p.badTag == nil {
+				p.badTag, p.badTagKind = k, v.kind
 			}
 		}
 	}
-	d.depth--
 	p.tagEnd = len(d.tags)
-	return nil
+	return err
 }
 
 // addTag adds a tag to the point being decoded, the last value of a
@@ -328,59 +305,27 @@ func (d *jsonDecoder) scalar() (jsonScalar, error) {
 
 // skip validates and skips any value.
 func (d *jsonDecoder) skip() error {
+	var closing byte
 	switch d.peek() {
 	case '{':
-		if err := d.open(); err != nil {
-			return err
-		}
-		d.ws()
-		if d.peek() == '}' {
-			d.i++
-			d.depth--
-			return nil
-		}
-		for {
-			if _, err := d.key(); err != nil {
-				return err
-			}
-			if err := d.skip(); err != nil {
-				return err
-			}
-			done, err := d.next('}')
-			if err != nil {
-				return err
-			}
-			if done {
-				d.depth--
-				return nil
-			}
-		}
+		closing = '}'
 	case '[':
-		if err := d.open(); err != nil {
+		closing = ']'
+	default:
+		_, err := d.scalar()
+		return err
+	}
+	more, err := d.begin(closing)
+	for ; more && err == nil; more, err = d.next(closing) {
+		if closing == '}' {
+			if _, err = d.key(); err != nil {
+				return err
+			}
+		}
+		if err = d.skip(); err != nil {
 			return err
-		}
-		d.ws()
-		if d.peek() == ']' {
-			d.i++
-			d.depth--
-			return nil
-		}
-		for {
-			d.ws()
-			if err := d.skip(); err != nil {
-				return err
-			}
-			done, err := d.next(']')
-			if err != nil {
-				return err
-			}
-			if done {
-				d.depth--
-				return nil
-			}
 		}
 	}
-	_, err := d.scalar()
 	return err
 }
 

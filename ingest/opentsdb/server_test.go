@@ -434,12 +434,7 @@ func TestTelnetBinaryGarbage(t *testing.T) {
 func TestTelnetShutdown(t *testing.T) {
 	db := openDB(t)
 	s := NewServer(db, testOptions())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(context.Background(), ln) }()
+	ln, served := serveLoopback(context.Background(), t, s)
 
 	c := dial(t, ln.Addr().String())
 	c.sync() // the connection is being served
@@ -454,9 +449,18 @@ func TestTelnetShutdown(t *testing.T) {
 		t.Fatalf("Serve: %v", err)
 	}
 	c.waitClosed()
-	if st := s.Stats(); st.ConnectionsOpen != 0 {
+	st := s.Stats()
+	if st.ConnectionsOpen != 0 || st.DataPointsStored != st.TelnetPuts {
 		t.Fatalf("stats: %+v", st)
 	}
+	// The put races Shutdown, which stops reads at once: either the
+	// connection read it, and then committed it before closing, or it
+	// never read it. TelnetPuts tells which.
+	want := map[string][]sample{}
+	if st.TelnetPuts == 1 {
+		want[`{__name__="m", a="b"}`] = []sample{{ts(0) * 1000, 1}}
+	}
+	wantSeries(t, db, want)
 	ln2, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -497,12 +501,7 @@ func TestTelnetShutdownCommitsTheOpenBatch(t *testing.T) {
 	db := openDB(t)
 	g := &gateAppendable{db: db, reached: make(chan struct{}), release: make(chan struct{})}
 	s := NewServer(g, testOptions())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(context.Background(), ln) }()
+	ln, served := serveLoopback(context.Background(), t, s)
 
 	c := dial(t, ln.Addr().String())
 	c.send(fmt.Sprintf("put m %d 1 a=b", ts(0)), fmt.Sprintf("put gate %d 1 a=b", ts(0)))
@@ -529,12 +528,7 @@ func TestTelnetShutdownDeadline(t *testing.T) {
 	db := openDB(t)
 	g := &gateAppendable{db: db, reached: make(chan struct{}), release: make(chan struct{})}
 	s := NewServer(g, testOptions())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(context.Background(), ln) }()
+	ln, served := serveLoopback(context.Background(), t, s)
 
 	c := dial(t, ln.Addr().String())
 	c.send(fmt.Sprintf("put gate %d 1 a=b", ts(0)))
@@ -553,12 +547,7 @@ func TestTelnetShutdownDeadline(t *testing.T) {
 
 func TestServeReturnsWhenListenerCloses(t *testing.T) {
 	s := NewServer(openDB(t), testOptions())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(context.Background(), ln) }()
+	ln, served := serveLoopback(context.Background(), t, s)
 	c := dial(t, ln.Addr().String())
 	c.sync()
 	ln.Close()

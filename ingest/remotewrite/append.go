@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/prompb"
-	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/prometheus/prometheus/storage"
 )
 
@@ -206,13 +205,15 @@ func (t *txn) updateV2Meta(ref storage.SeriesRef, ls labels.Labels, m v2Meta) {
 		t.h.logger.Debug("remote write metadata dropped: reference outside the symbols table", "series", ls.String())
 		return
 	}
-	md := metadata.Metadata{Type: metricTypeV2(m.typ), Unit: unit, Help: help}
+	md := metadata.Metadata{Type: metricType(m.typ), Unit: unit, Help: help}
 	if _, err := t.appender().UpdateMetadata(ref, ls, md); err != nil {
 		t.h.logger.Debug("remote write metadata not stored", "series", ls.String(), "err", err)
 	}
 }
 
-// metricType maps prometheus.MetricMetadata.MetricType.
+// metricType maps prometheus.MetricMetadata.MetricType and
+// io.prometheus.write.v2.Metadata.MetricType, which number the types alike
+// (TestMetricTypeBothProtocols holds them to it).
 func metricType(typ int32) model.MetricType {
 	switch prompb.MetricMetadata_MetricType(typ) {
 	case prompb.MetricMetadata_COUNTER:
@@ -228,27 +229,6 @@ func metricType(typ int32) model.MetricType {
 	case prompb.MetricMetadata_INFO:
 		return model.MetricTypeInfo
 	case prompb.MetricMetadata_STATESET:
-		return model.MetricTypeStateset
-	}
-	return model.MetricTypeUnknown
-}
-
-// metricTypeV2 maps io.prometheus.write.v2.Metadata.MetricType.
-func metricTypeV2(typ int32) model.MetricType {
-	switch writev2.Metadata_MetricType(typ) {
-	case writev2.Metadata_METRIC_TYPE_COUNTER:
-		return model.MetricTypeCounter
-	case writev2.Metadata_METRIC_TYPE_GAUGE:
-		return model.MetricTypeGauge
-	case writev2.Metadata_METRIC_TYPE_HISTOGRAM:
-		return model.MetricTypeHistogram
-	case writev2.Metadata_METRIC_TYPE_GAUGEHISTOGRAM:
-		return model.MetricTypeGaugeHistogram
-	case writev2.Metadata_METRIC_TYPE_SUMMARY:
-		return model.MetricTypeSummary
-	case writev2.Metadata_METRIC_TYPE_INFO:
-		return model.MetricTypeInfo
-	case writev2.Metadata_METRIC_TYPE_STATESET:
 		return model.MetricTypeStateset
 	}
 	return model.MetricTypeUnknown

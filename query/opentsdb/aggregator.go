@@ -1,6 +1,7 @@
 package opentsdb
 
 import (
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -73,15 +74,9 @@ var aggregators = func() map[string]*aggregator {
 	return m
 }()
 
-// aggregatorNames returns the names of all aggregators, sorted.
-func aggregatorNames() []string {
-	names := make([]string, 0, len(aggregators))
-	for name := range aggregators {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	return names
-}
+// aggregatorNames are the names of all aggregators, sorted: the
+// /api/aggregators reply, which must not be modified.
+var aggregatorNames = slices.Sorted(maps.Keys(aggregators))
 
 func sum(vs []float64) float64 {
 	s, n := 0.0, 0

@@ -60,7 +60,7 @@ func TestAggregatorFunctions(t *testing.T) {
 }
 
 func TestAggregatorNames(t *testing.T) {
-	names := aggregatorNames()
+	names := aggregatorNames
 	for _, want := range []string{"avg", "count", "dev", "first", "last", "max", "mimmax", "mimmin", "min", "none", "p50", "p999", "ep99r7", "sum", "zimsum"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("aggregators %v lack %s", names, want)

@@ -23,7 +23,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/prometheus/prometheus/storage"
@@ -223,14 +222,4 @@ func readBody(r *http.Request) ([]byte, error) {
 		return nil, &apiError{code: http.StatusRequestEntityTooLarge, message: "Request body too large"}
 	}
 	return b, nil
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

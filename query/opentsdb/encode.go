@@ -1,8 +1,9 @@
 package opentsdb
 
 import (
-	"encoding/json"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 
 	"github.com/immune-dev/immune/internal/jsonquote"
@@ -28,7 +29,7 @@ func encodeResults(rs []result, ms, arrays bool) []byte {
 		b = append(b, `{"metric":`...)
 		b = jsonquote.Append(b, r.metric)
 		b = append(b, `,"tags":{`...)
-		for j, k := range sortedKeys(r.tags) {
+		for j, k := range slices.Sorted(maps.Keys(r.tags)) {
 			if j > 0 {
 				b = append(b, ',')
 			}
@@ -45,11 +46,8 @@ func encodeResults(rs []result, ms, arrays bool) []byte {
 		}
 		b = append(b, ']')
 		if r.echo != nil {
-			echo, err := json.Marshal(r.echo)
-			if err == nil { // plain strings, bools and ints: cannot fail
-				b = append(b, `,"query":`...)
-				b = append(b, echo...)
-			}
+			b = append(b, `,"query":`...)
+			b = append(b, r.echo...)
 		}
 		b = append(b, `,"dps":`...)
 		b = appendPoints(b, r.points, ms, arrays, r.nullNaN)

@@ -1,7 +1,9 @@
 package opentsdb
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -26,7 +28,7 @@ type result struct {
 	metric  string
 	tags    map[string]string
 	aggTags []string
-	echo    *queryEcho
+	echo    []byte // the sub query as JSON, with showQuery
 	points  []point
 	nullNaN bool // fill policy null: NaN is written as null
 }
@@ -134,9 +136,11 @@ func (a *API) executeSub(ctx context.Context, q *tsQuery, sq *subQuery, b *budge
 			s.points = rate(s.points, sq.rateOpts)
 		}
 	}
-	var echo *queryEcho
+	var echo []byte
 	if q.showQuery {
-		echo = &sq.echo
+		// Once for all the sub query's results. Plain strings, bools and
+		// ints cannot fail to marshal.
+		echo, _ = json.Marshal(sq.echo)
 	}
 	nullNaN := sq.ds != nil && sq.ds.fill == fillNull
 
@@ -428,20 +432,10 @@ func tagsOf(lset labels.Labels) map[string]string {
 
 // cut returns the points in [start, end].
 func cut(pts []point, start, end int64) []point {
-	lo, _ := slices.BinarySearchFunc(pts, start, func(p point, t int64) int { return cmpInt(p.t, t) })
-	hi, found := slices.BinarySearchFunc(pts, end, func(p point, t int64) int { return cmpInt(p.t, t) })
+	lo, _ := slices.BinarySearchFunc(pts, start, func(p point, t int64) int { return cmp.Compare(p.t, t) })
+	hi, found := slices.BinarySearchFunc(pts, end, func(p point, t int64) int { return cmp.Compare(p.t, t) })
 	if found {
 		hi++
 	}
 	return pts[lo:hi]
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -1,6 +1,7 @@
 package opentsdb
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -88,7 +89,7 @@ func TestFilters(t *testing.T) {
 			continue
 		}
 		var got []string
-		for _, name := range sortedKeys(filterSeries) {
+		for _, name := range slices.Sorted(maps.Keys(filterSeries)) {
 			ls := filterSeries[name]
 			inGo := f.matches(ls)
 			byMatchers := true

@@ -83,8 +83,9 @@ func (a *API) serveSuggest(r *http.Request) (any, error) {
 		}
 	}
 	if len(params) == 0 {
-		for k := range r.URL.Query() {
-			params[k] = last(r.URL.Query(), k)
+		query := r.URL.Query()
+		for k := range query {
+			params[k] = last(query, k)
 		}
 	}
 	typ := params["type"]
@@ -352,7 +353,7 @@ func hasAnyValue(lset labels.Labels, vs []string) bool {
 
 // serveAggregators serves /api/aggregators: the aggregator names, sorted.
 func (a *API) serveAggregators(*http.Request) (any, error) {
-	return aggregatorNames(), nil
+	return aggregatorNames, nil
 }
 
 // serveFilters serves /api/config/filters: filter type → examples and

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -124,7 +126,6 @@ type tsQuery struct {
 
 // subQuery is one validated metric query.
 type subQuery struct {
-	index        int
 	agg          *aggregator
 	metric       string
 	rate         bool
@@ -274,7 +275,6 @@ func buildSubQuery(js jsonSubQuery, index int, useCalendar bool, loc *time.Locat
 		return nil, fmt.Errorf("missing the metric or tsuids, provide at least one")
 	}
 	sq := &subQuery{
-		index:        index,
 		agg:          agg,
 		metric:       js.Metric,
 		rate:         bool(js.Rate),
@@ -316,7 +316,7 @@ func buildSubQuery(js jsonSubQuery, index int, useCalendar bool, loc *time.Locat
 	}
 	// Tags (v1 syntax, always group-by) and filters are ANDed; OpenTSDB
 	// documents that only one of them takes effect but does not say which.
-	for _, k := range sortedKeys(js.Tags) {
+	for _, k := range slices.Sorted(maps.Keys(js.Tags)) {
 		f, err := tagFilter(k, js.Tags[k], true)
 		if err != nil {
 			return nil, err

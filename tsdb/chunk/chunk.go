@@ -127,9 +127,6 @@ func (b *Builder) LastValue() float64 { return b.last }
 // Encoding returns the encoding of the frames the builder makes.
 func (b *Builder) Encoding() chunkenc.Encoding { return b.enc }
 
-// Len returns the number of samples in the open frame.
-func (b *Builder) Len() int { return b.n }
-
 // MaxT returns the newest appended timestamp; meaningless before an Append.
 func (b *Builder) MaxT() int64 { return b.maxt }
 
@@ -141,9 +138,6 @@ func (b *Builder) cut() {
 	b.frames = AppendFrame(b.frames, Frame{Encoding: b.enc, MinT: b.mint, MaxT: b.maxt, Data: b.chunk.Bytes()})
 	b.chunk, b.app, b.n = nil, nil, 0
 }
-
-// Sealed returns the frames cut so far, without the open one.
-func (b *Builder) Sealed() []byte { return b.frames }
 
 // AppendTo appends all frames, including the open one, to dst without
 // sealing the open frame, so the builder can keep appending.
