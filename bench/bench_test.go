@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -39,6 +40,56 @@ func TestWorkloadIsDeterministic(t *testing.T) {
 	}
 	if a.Len() != 300 || seriesPerHost < 50 {
 		t.Fatalf("got %d series, %d per host", a.Len(), seriesPerHost)
+	}
+}
+
+// TestWorkloadHistogramsAreCumulative checks the histogram series: per
+// step, each bucket holds at least the one below it, +Inf equals _count,
+// and every series only grows.
+func TestWorkloadHistogramsAreCumulative(t *testing.T) {
+	if seriesPerHost != 100 {
+		t.Fatalf("%d series per host, want 100 (the 1000-series query selects 10 hosts)", seriesPerHost)
+	}
+	w := NewWorkload(seriesPerHost, 3)
+	last := map[string]float64{}
+	ts := time.Unix(1_800_000_000, 0)
+	for step := range 20 {
+		at := ts.Add(time.Duration(step) * 15 * time.Second)
+		byHandler := map[string][]float64{}
+		counts := map[string]float64{}
+		for i := range w.Len() {
+			ls := w.Labels(i)
+			v := w.Next(i, at)
+			if prev, ok := last[ls.String()]; ok && strings.HasPrefix(ls.Get("__name__"), "http_request_duration") && v < prev {
+				t.Fatalf("step %d: %s fell from %v to %v", step, ls, prev, v)
+			}
+			last[ls.String()] = v
+			switch ls.Get("__name__") {
+			case "http_request_duration_seconds_bucket":
+				byHandler[ls.Get("handler")] = append(byHandler[ls.Get("handler")], v)
+			case "http_request_duration_seconds_count":
+				counts[ls.Get("handler")] = v
+			}
+		}
+		if len(byHandler) != len(histogramHandlers) {
+			t.Fatalf("step %d: %d histograms, want %d", step, len(byHandler), len(histogramHandlers))
+		}
+		for h, buckets := range byHandler {
+			if len(buckets) != len(histogramBounds) {
+				t.Fatalf("%s: %d buckets", h, len(buckets))
+			}
+			for k := 1; k < len(buckets); k++ {
+				if buckets[k] < buckets[k-1] {
+					t.Fatalf("step %d %s: bucket %d holds %v < %v below it", step, h, k, buckets[k], buckets[k-1])
+				}
+			}
+			if buckets[len(buckets)-1] != counts[h] {
+				t.Fatalf("step %d %s: +Inf bucket %v, _count %v", step, h, buckets[len(buckets)-1], counts[h])
+			}
+			if buckets[0] == buckets[len(buckets)-1] {
+				t.Fatalf("step %d %s: every observation in the first bucket", step, h)
+			}
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +32,9 @@ type PeerSpec struct {
 	// installs it, for the error when it is missing.
 	Binary, Package string
 	Args            func(dataDir string) []string
+	// Files are written into the peer's directory, beside its data
+	// directory, before it starts: configuration its Args refer to.
+	Files map[string]string
 	// ReadyURL answers 2xx once the peer serves.
 	ReadyURL string
 }
@@ -52,6 +56,13 @@ func StartPeer(ctx context.Context, spec PeerSpec) (*Peer, error) {
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
+	}
+	for name, content := range spec.Files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			log.Close()
+			os.RemoveAll(dir)
+			return nil, err
+		}
 	}
 	data := filepath.Join(dir, "data")
 	cmd := exec.Command(bin, spec.Args(data)...)
@@ -75,6 +86,17 @@ func StartPeer(ctx context.Context, spec PeerSpec) (*Peer, error) {
 
 // Pid is the peer's process id, for CPU and memory figures from /proc.
 func (p *Peer) Pid() int { return p.cmd.Process.Pid }
+
+// CPU returns the user plus system CPU time the peer has used, whether it
+// still runs or has exited.
+func (p *Peer) CPU() (time.Duration, error) {
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime(), nil
+	default:
+		return ProcessCPU(p.Pid())
+	}
+}
 
 func (p *Peer) waitReady(ctx context.Context, url string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -102,9 +124,9 @@ func (p *Peer) waitReady(ctx context.Context, url string, timeout time.Duration)
 	}
 }
 
-// Stop sends SIGTERM, waits for the exit (SIGKILL after 30 s) and removes
-// the peer's directory.
-func (p *Peer) Stop() error {
+// Terminate sends SIGTERM and waits for the exit (SIGKILL after 30 s),
+// keeping the peer's directory.
+func (p *Peer) Terminate() error {
 	err := p.cmd.Process.Signal(syscall.SIGTERM)
 	if errors.Is(err, os.ErrProcessDone) {
 		err = nil
@@ -116,8 +138,38 @@ func (p *Peer) Stop() error {
 		<-p.done
 		err = fmt.Errorf("%s ignored SIGTERM for 30s; killed", p.Name)
 	}
+	return err
+}
+
+// Stop terminates the peer and removes its directory. It may follow
+// Terminate.
+func (p *Peer) Stop() error {
+	err := p.Terminate()
 	p.log.Close()
 	return errors.Join(err, os.RemoveAll(filepath.Dir(p.DataDir)))
+}
+
+// AwaitLog waits until the peer's log holds text: how a peer that works in
+// the background tells that it is done.
+func (p *Peer) AwaitLog(ctx context.Context, text string) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		b, err := os.ReadFile(p.log.Name())
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte(text)) {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited; log in %s", p.Name, p.log.Name())
+		case <-ctx.Done():
+			return fmt.Errorf("%s: no %q in its log: %w", p.Name, text, ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
 
 // FreeAddr returns a loopback address whose port was free just now.

@@ -104,6 +104,9 @@ func (o WriteOptions) withDefaults() WriteOptions {
 	return o
 }
 
+// lockstepSteps is how many steps a sender may run ahead of the slowest.
+const lockstepSteps = 10
+
 // Write sends the workload to a remote-write receiver and counts the
 // acknowledged samples. It stops at the first transport error or non-2xx
 // reply, or when ctx ends, and returns what was counted with the error.
@@ -127,48 +130,61 @@ func Write(parent context.Context, opts WriteOptions) (Result, error) {
 	fail := func(err error) {
 		errOnce.Do(func() { firstErr = err; cancel() })
 	}
-	start := time.Now()
-	for shard := range o.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s := &sender{opts: o, w: w, symbols: writev2.NewSymbolTable()}
-			send := func() bool {
-				n := int64(len(s.batch))
-				if n == 0 {
-					return true
-				}
-				requests.Add(1)
-				if err := s.flush(ctx); err != nil {
-					rejected.Add(n)
-					fail(err)
-					return false
-				}
-				acked.Add(n)
-				return true
-			}
-			for step := range o.Steps {
-				ts := o.Start.Add(time.Duration(step) * o.Interval)
-				if o.RealTime {
-					if err := sleepUntil(ctx, start.Add(time.Duration(step)*o.Interval)); err != nil {
-						return
-					}
-				}
-				for i := shard; i < w.Len(); i += o.Concurrency {
-					s.add(Sample{Series: i, T: ts.UnixMilli(), V: w.Next(i, ts)})
-					if len(s.batch) >= o.BatchSize && !send() {
-						return
-					}
-				}
-				// In real time a scrape's samples go out before the next one.
-				if o.RealTime && !send() {
-					return
-				}
-			}
-			send()
-		}()
+	senders := make([]*sender, o.Concurrency)
+	for shard := range senders {
+		senders[shard] = &sender{opts: o, w: w, symbols: writev2.NewSymbolTable()}
 	}
-	wg.Wait()
+	// send posts a sender's batch and counts it; false means stop.
+	send := func(s *sender) bool {
+		n := int64(len(s.batch))
+		if n == 0 {
+			return true
+		}
+		requests.Add(1)
+		if err := s.flush(ctx); err != nil {
+			rejected.Add(n)
+			fail(err)
+			return false
+		}
+		acked.Add(n)
+		return true
+	}
+	start := time.Now()
+	// Senders advance together, lockstepSteps steps at a time, so that no
+	// shard runs hours ahead of another in data time during a backfill: a
+	// receiver with a bounded out-of-order window (Prometheus' head) would
+	// refuse the laggard's samples.
+	for first := 0; first < o.Steps && ctx.Err() == nil; first += lockstepSteps {
+		last := min(first+lockstepSteps, o.Steps)
+		for shard, s := range senders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for step := first; step < last; step++ {
+					ts := o.Start.Add(time.Duration(step) * o.Interval)
+					if o.RealTime {
+						if err := sleepUntil(ctx, start.Add(time.Duration(step)*o.Interval)); err != nil {
+							return
+						}
+					}
+					for i := shard; i < w.Len(); i += o.Concurrency {
+						s.add(Sample{Series: i, T: ts.UnixMilli(), V: w.Next(i, ts)})
+						if len(s.batch) >= o.BatchSize && !send(s) {
+							return
+						}
+					}
+					// In real time a scrape's samples go out before the next one.
+					if o.RealTime && !send(s) {
+						return
+					}
+				}
+				if last == o.Steps {
+					send(s)
+				}
+			}()
+		}
+		wg.Wait()
+	}
 	res.Acked, res.Rejected, res.Requests, res.Elapsed = acked.Load(), rejected.Load(), requests.Load(), time.Since(start)
 	if firstErr == nil {
 		firstErr = parent.Err()

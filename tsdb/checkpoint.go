@@ -1,6 +1,7 @@
 package tsdb
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -150,4 +151,28 @@ func (db *DB) applyRetention() {
 		return
 	}
 	db.log.Debug("retention applied", "before", time.UnixMilli(cutoff).UTC())
+}
+
+// Compact checkpoints the head and then has Pebble flush its memtables and
+// compact the whole key space, so that the data directory holds only live
+// data: chunks, index and metadata, without the WAL records and older
+// chunk versions that checkpoints superseded. The store compacts on its own
+// as it runs; Compact is for maintenance and for measuring what the data
+// itself takes on disk. It can take a while on a large store.
+func (db *DB) Compact(ctx context.Context) error {
+	if err := db.enter(); err != nil {
+		return err
+	}
+	defer db.lifeMu.RUnlock()
+	if err := db.checkpoint(); err != nil {
+		return err
+	}
+	if err := db.pdb.Flush(); err != nil {
+		return fmt.Errorf("flush memtables: %w", err)
+	}
+	// Every key starts with one of the prefix bytes, all below 0xff.
+	if err := db.pdb.Compact(ctx, []byte{0}, []byte{0xff}, true); err != nil {
+		return fmt.Errorf("compact: %w", err)
+	}
+	return nil
 }

@@ -21,6 +21,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "fleet" {
 		return runFleet(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "compare" {
+		return runBenchCompare(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "opentsdb" {
 		return runBenchOpenTSDB(ctx, args[1:], stdout, stderr)
 	}

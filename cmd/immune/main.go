@@ -5,6 +5,7 @@
 //	immune bench   remote-write a synthetic load and report acknowledged samples/s;
 //	               "bench opentsdb" compares OpenTSDB ingest with VictoriaMetrics
 //	immune gate    register a deployment with the gate and wait for its verdict, or backtest one
+//	immune compact compact a data directory no server is using
 package main
 
 import (
@@ -65,6 +66,7 @@ commands:
   bench    remote-write a synthetic load to a server and report the rate;
            bench quality | fleet | opentsdb for the judge, a simulated service, OpenTSDB ingest
   gate     register deployments with the gate and wait for verdicts; replay them over history
+  compact  compact a data directory no server is using
   version  print the version
 
 Run "immune <command> -h" for a command's flags.
@@ -82,6 +84,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runBench(ctx, args[1:], stdout, stderr)
 	case "gate":
 		return runGate(ctx, args[1:], stdout, stderr)
+	case "compact":
+		return runCompact(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "immune", version)
 		return nil

@@ -154,7 +154,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		}
 	}
-	db, err := tsdb.Open(filepath.Join(f.dataDir, "tsdb"), tsdb.Options{
+	db, err := tsdb.Open(tsdbDir(f.dataDir), tsdb.Options{
 		Logger:           log.With("component", "tsdb"),
 		Retention:        time.Duration(f.retention),
 		OutOfOrderWindow: time.Duration(f.outOfOrderWindow),
