@@ -3,7 +3,9 @@
 //
 //	immune serve   run the server (remote write and OpenTSDB in, Prometheus and OpenTSDB APIs out)
 //	immune bench   remote-write a synthetic load and report acknowledged samples/s;
-//	               "bench opentsdb" compares OpenTSDB ingest with VictoriaMetrics
+//	               "bench compare" runs Immune, VictoriaMetrics and Prometheus side by side;
+//	               "bench opentsdb" compares OpenTSDB ingest with VictoriaMetrics;
+//	               "bench gate" measures the gate's verdict and poll latency
 //	immune gate    register a deployment with the gate and wait for its verdict, or backtest one
 //	immune compact compact a data directory no server is using
 package main
@@ -64,7 +66,8 @@ const usage = `usage: immune <command> [flags]
 commands:
   serve    run the server
   bench    remote-write a synthetic load to a server and report the rate;
-           bench quality | fleet | opentsdb for the judge, a simulated service, OpenTSDB ingest
+           bench compare | opentsdb | gate | quality | fleet: side by side with VictoriaMetrics
+           and Prometheus, OpenTSDB ingest, the gate's latency, the judge, a simulated service
   gate     register deployments with the gate and wait for verdicts; replay them over history
   compact  compact a data directory no server is using
   version  print the version
