@@ -590,3 +590,29 @@ func dirSize(t *testing.T, dir string) int64 {
 	}
 	return n
 }
+
+// TestHashCollisionsChain puts three series under one hash, as colliding
+// label sets would be, and checks that each is found by its labels and that
+// removing any of them keeps the others.
+func TestHashCollisionsChain(t *testing.T) {
+	for removed := range 3 {
+		st := hashStripe{series: map[uint64]*memSeries{}}
+		var all []*memSeries
+		for i := range 3 {
+			s := newMemSeries(uint64(i+1), labels.FromStrings("i", strconv.Itoa(i)), true)
+			s.hash = 42
+			st.addLocked(s)
+			all = append(all, s)
+		}
+		st.removeLocked(all[removed])
+		for i, s := range all {
+			got := st.findLocked(s.lset, 42)
+			if i == removed && got != nil {
+				t.Fatalf("removed series %d still found", i)
+			}
+			if i != removed && got != s {
+				t.Fatalf("after removing %d, series %d not found", removed, i)
+			}
+		}
+	}
+}

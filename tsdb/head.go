@@ -26,8 +26,12 @@ type head struct {
 }
 
 type hashStripe struct {
-	mu     sync.Mutex
-	series map[uint64][]*memSeries // in-memory labels hash -> series
+	mu sync.Mutex
+	// series maps an in-memory labels hash to a series with it; series
+	// whose hashes collide are chained through memSeries.nextSameHash.
+	// Pointing straight at the series saves a cache miss per lookup over
+	// a slice per hash: lookups are a fifth of ingest's CPU.
+	series map[uint64]*memSeries
 }
 
 type idStripe struct {
@@ -37,7 +41,7 @@ type idStripe struct {
 
 func (h *head) init() {
 	for i := range h.byHash {
-		h.byHash[i].series = map[uint64][]*memSeries{}
+		h.byHash[i].series = map[uint64]*memSeries{}
 		h.byID[i].series = map[uint64]*memSeries{}
 	}
 }
@@ -61,13 +65,38 @@ func (h *head) lookup(ls labels.Labels, hash uint64) *memSeries {
 }
 
 func (st *hashStripe) findLocked(ls labels.Labels, hash uint64) *memSeries {
-	for _, s := range st.series[hash] {
+	for s := st.series[hash]; s != nil; s = s.nextSameHash {
 		if labels.Equal(s.lset, ls) {
 			s.refs.Add(1)
 			return s
 		}
 	}
 	return nil
+}
+
+// addLocked adds s under s.hash.
+func (st *hashStripe) addLocked(s *memSeries) {
+	s.nextSameHash = st.series[s.hash]
+	st.series[s.hash] = s
+}
+
+// removeLocked removes s from its hash's chain.
+func (st *hashStripe) removeLocked(s *memSeries) {
+	if first := st.series[s.hash]; first == s {
+		if s.nextSameHash == nil {
+			delete(st.series, s.hash)
+		} else {
+			st.series[s.hash] = s.nextSameHash
+		}
+	} else {
+		for prev := first; prev != nil; prev = prev.nextSameHash {
+			if prev.nextSameHash == s {
+				prev.nextSameHash = s.nextSameHash
+				break
+			}
+		}
+	}
+	s.nextSameHash = nil
 }
 
 // lookupOrAdd returns the head series for ls, calling create under the
@@ -89,7 +118,7 @@ func (h *head) lookupOrAdd(ls labels.Labels, create func() (*memSeries, error)) 
 	}
 	s.hash = hash
 	s.refs.Add(1)
-	st.series[hash] = append(st.series[hash], s)
+	st.addLocked(s)
 	h.addID(s)
 	return s, nil
 }
@@ -145,15 +174,7 @@ func (h *head) gc(s *memSeries) bool {
 	if !idle {
 		return false
 	}
-	list := st.series[s.hash]
-	if i := slices.Index(list, s); i >= 0 {
-		list = slices.Delete(list, i, i+1)
-	}
-	if len(list) == 0 {
-		delete(st.series, s.hash)
-	} else {
-		st.series[s.hash] = list
-	}
+	st.removeLocked(s)
 	ist := &h.byID[s.id%stripeCount]
 	ist.mu.Lock()
 	delete(ist.series, s.id)
@@ -167,6 +188,9 @@ type memSeries struct {
 	id   uint64
 	lset labels.Labels
 	hash uint64 // in-memory labels hash, for the byHash stripes
+	// nextSameHash chains series whose hashes collide; guarded by the
+	// byHash stripe's lock.
+	nextSameHash *memSeries
 
 	// refs counts appenders holding the series; gc skips referenced series.
 	refs atomic.Int32
