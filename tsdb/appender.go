@@ -3,6 +3,7 @@ package tsdb
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/prometheus/model/exemplar"
@@ -17,8 +18,26 @@ import (
 // Appender returns an appender collecting samples until Commit, which makes
 // them durable (synced) in one Pebble batch before returning.
 func (db *DB) Appender(ctx context.Context) storage.Appender {
-	return &appender{db: db, ctx: ctx}
+	b := appendBufferPool.Get().(*appendBuffers)
+	return &appender{db: db, ctx: ctx, held: b.held, samples: b.samples, targets: b.targets, postings: b.postings, encBuf: b.encBuf}
 }
+
+// appendBuffers are an appender's working slices, kept across appenders:
+// each request has an appender of its own, and growing its slices from
+// nothing took a tenth of the CPU of remote-write ingest.
+type appendBuffers struct {
+	held     []*memSeries
+	samples  []walSample
+	targets  []*memSeries
+	postings []seriesDay
+	encBuf   []byte
+}
+
+var appendBufferPool = sync.Pool{New: func() any { return new(appendBuffers) }}
+
+// maxPooledSamples bounds the buffers kept in the pool, so that one huge
+// request does not pin its memory.
+const maxPooledSamples = 1 << 16
 
 type appender struct {
 	db  *DB
@@ -220,7 +239,15 @@ func (a *appender) release() {
 	for _, s := range a.held {
 		s.refs.Add(-1)
 	}
-	a.held, a.last, a.samples, a.targets, a.postings, a.metadata = nil, nil, nil, nil, nil, nil
+	if cap(a.samples) <= maxPooledSamples && cap(a.held) <= maxPooledSamples {
+		// Cleared so that pooled buffers keep no series alive.
+		clear(a.held)
+		clear(a.targets)
+		clear(a.postings)
+		appendBufferPool.Put(&appendBuffers{held: a.held[:0], samples: a.samples[:0], targets: a.targets[:0],
+			postings: a.postings[:0], encBuf: a.encBuf[:0]})
+	}
+	a.held, a.last, a.samples, a.targets, a.postings, a.metadata, a.encBuf = nil, nil, nil, nil, nil, nil, nil
 }
 
 // SetOptions is a no-op: the DB has no per-appender options.
