@@ -44,6 +44,7 @@ func (db *DB) checkpoint() error {
 
 	db.applyMu.Lock()
 	covered := db.seq.Load()
+	db.newBuckets.Store(0)
 	db.applyMu.Unlock()
 
 	now := db.opts.Now().UnixMilli()

@@ -79,6 +79,10 @@ type DB struct {
 	closed atomic.Bool
 	// checkpointMu serialises checkpoints (background loop and Close).
 	checkpointMu sync.Mutex
+	// newBuckets counts head buckets opened since the last checkpoint;
+	// checkpointSoon asks the background loop for an early one.
+	newBuckets     atomic.Int64
+	checkpointSoon chan struct{}
 }
 
 // Open opens or creates the store in dir, replays its WAL into the head and
@@ -110,7 +114,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open pebble: %w", err)
 	}
-	db := &DB{opts: opts, log: opts.Logger, pdb: pdb, bucketMs: opts.BucketDuration.Milliseconds()}
+	db := &DB{opts: opts, log: opts.Logger, pdb: pdb, bucketMs: opts.BucketDuration.Milliseconds(), checkpointSoon: make(chan struct{}, 1)}
 	db.head.init()
 	if err := db.recover(); err != nil {
 		pdb.Close()
@@ -292,11 +296,31 @@ func (db *DB) applySample(s *memSeries, t int64, v float64) error {
 			return err
 		}
 		s.addBucketLocked(b)
+		db.noteNewBucket()
 	}
 	b.insert(t, v)
 	s.mu.maxT = max(s.mu.maxT, t)
 	return nil
 }
+
+// noteNewBucket counts an opened head bucket and asks for an early
+// checkpoint once twice as many have opened as the head has series: the
+// series have moved on by two buckets on average, so the older ones can be
+// written and dropped. Under a steady load the timer checkpoints long
+// before; a backfill opens buckets as fast as it writes, and without this
+// the head would hold everything it wrote between two timed checkpoints.
+func (db *DB) noteNewBucket() {
+	if db.newBuckets.Add(1) == max(2*db.head.count.Load(), minBucketsForCheckpoint) {
+		select {
+		case db.checkpointSoon <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// minBucketsForCheckpoint keeps small stores from checkpointing early for
+// every few buckets.
+const minBucketsForCheckpoint = 4096
 
 // loadBucket makes a head bucket holding what Pebble has for it.
 func (db *DB) loadBucket(id uint64, idx uint32) (*headBucket, error) {
@@ -346,6 +370,11 @@ func (db *DB) backgroundLoop(ctx context.Context) {
 			if err := db.Checkpoint(); err != nil {
 				db.log.Error("checkpoint", "err", err)
 			}
+		case <-db.checkpointSoon:
+			if err := db.Checkpoint(); err != nil {
+				db.log.Error("checkpoint", "err", err)
+			}
+			ckpt.Reset(db.opts.CheckpointInterval)
 		case <-ret.C:
 			db.applyRetention()
 		}

@@ -616,3 +616,45 @@ func TestHashCollisionsChain(t *testing.T) {
 		}
 	}
 }
+
+// TestBackfillCheckpointsEarly writes more buckets than twice the head's
+// series, in one go, with the timed checkpoint an hour away: the store must
+// checkpoint on its own and drop the completed buckets from the head.
+func TestBackfillCheckpointsEarly(t *testing.T) {
+	now := base.Add(200 * time.Hour)
+	db := openTestDB(t, t.TempDir(), Options{CheckpointInterval: time.Hour, Now: func() time.Time { return now }})
+	defer db.Close()
+	const series, buckets = 100, 50 // 5000 buckets > minBucketsForCheckpoint
+	for i := range series {
+		var samples []sample
+		for b := range buckets {
+			samples = append(samples, sample{baseMs(time.Duration(b) * 2 * time.Hour), float64(b)})
+		}
+		appendSamples(t, db, labels.FromStrings("__name__", "m", "i", strconv.Itoa(i)), samples...)
+	}
+	headBuckets := func() int {
+		n := 0
+		for _, s := range db.head.all() {
+			s.mu.Lock()
+			n += len(s.mu.buckets)
+			s.mu.Unlock()
+		}
+		return n
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for headBuckets() >= series*buckets {
+		if time.Now().After(deadline) {
+			t.Fatalf("no early checkpoint: the head still holds %d buckets", headBuckets())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Every series closed many buckets at once and then had none: each
+	// leaves the head once (the count once went negative and the next
+	// checkpoint panicked).
+	if err := db.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if n := db.head.count.Load(); n != 0 {
+		t.Fatalf("head counts %d series, want 0", n)
+	}
+}

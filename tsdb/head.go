@@ -174,11 +174,19 @@ func (h *head) gc(s *memSeries) bool {
 	if !idle {
 		return false
 	}
-	st.removeLocked(s)
 	ist := &h.byID[s.id%stripeCount]
 	ist.mu.Lock()
-	delete(ist.series, s.id)
+	// A checkpoint offers a series once per bucket it closed: only the
+	// first offer removes it.
+	present := ist.series[s.id] == s
+	if present {
+		delete(ist.series, s.id)
+	}
 	ist.mu.Unlock()
+	if !present {
+		return false
+	}
+	st.removeLocked(s)
 	h.count.Add(-1)
 	return true
 }
