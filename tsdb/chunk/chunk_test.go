@@ -2,8 +2,8 @@ package chunk
 
 import (
 	"math"
-	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
@@ -11,7 +11,12 @@ import (
 
 func build(t testing.TB, samples []Sample) []byte {
 	t.Helper()
-	b, err := NewBuilder(DefaultEncoding)
+	return buildWith(t, DefaultEncoding, samples)
+}
+
+func buildWith(t testing.TB, enc chunkenc.Encoding, samples []Sample) []byte {
+	t.Helper()
+	b, err := NewBuilder(enc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,44 +137,108 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-func benchSamples(n int, gen func(i int, prev float64) float64) []Sample {
-	out := make([]Sample, n)
-	v := 0.0
-	for i := range out {
-		v = gen(i, v)
-		out[i] = Sample{1_700_000_000_000 + int64(i)*15000, v}
+// sink keeps benchmarks' results alive.
+var sink float64
+
+// BenchmarkEncodeDecode measures XOR and EncDecimal on each kind of series,
+// a day of each series bucketed as the tsdb stores it. encode reports
+// bytes/sample, ns/sample and the kind's entropy bound (see entropy) in
+// entropy-bytes/sample; decode reports ns/sample, iterating each bucket's
+// frames with Next and At as a query does.
+func BenchmarkEncodeDecode(b *testing.B) {
+	for _, k := range kinds {
+		n := 24
+		if k.name == "workload" {
+			n = 100
+		}
+		series, group := kindSeries(k, n)
+		h := entropy(series, group) / 8
+		var bucketed [][]Sample
+		samples := 0
+		for _, s := range series {
+			bucketed = append(bucketed, buckets(s)...)
+			samples += len(s)
+		}
+		perSample := func(b *testing.B) float64 {
+			return float64(b.Elapsed().Nanoseconds()) / float64(b.N*samples)
+		}
+		for _, codec := range []struct {
+			name string
+			enc  chunkenc.Encoding
+		}{{"xor", chunkenc.EncXOR}, {"decimal", EncDecimal}} {
+			b.Run(k.name+"/"+codec.name+"/encode", func(b *testing.B) {
+				var size int
+				for b.Loop() {
+					size = 0
+					for _, s := range bucketed {
+						size += len(buildWith(b, codec.enc, s))
+					}
+				}
+				b.ReportMetric(float64(size)/float64(samples), "bytes/sample")
+				b.ReportMetric(h, "entropy-bytes/sample")
+				b.ReportMetric(perSample(b), "ns/sample")
+			})
+			var encoded [][]byte
+			for _, s := range bucketed {
+				encoded = append(encoded, buildWith(b, codec.enc, s))
+			}
+			b.Run(k.name+"/"+codec.name+"/decode", func(b *testing.B) {
+				it := NewIterator(nil)
+				sum := 0.0
+				for b.Loop() {
+					for _, e := range encoded {
+						it.Reset(e)
+						for it.Next() != chunkenc.ValNone {
+							_, v := it.At()
+							sum += v
+						}
+					}
+				}
+				sink = sum
+				b.ReportMetric(perSample(b), "ns/sample")
+			})
+		}
 	}
-	return out
 }
 
-func BenchmarkEncodeDecode(b *testing.B) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	for _, bc := range []struct {
-		name string
-		gen  func(int, float64) float64
-	}{
-		{"constant", func(int, float64) float64 { return 1 }},
-		{"counter", func(_ int, p float64) float64 { return p + float64(rng.IntN(1000)) }},
-		{"gauge", func(_ int, p float64) float64 { return math.Round((p+rng.NormFloat64())*100) / 100 }},
-	} {
-		samples := benchSamples(MaxSamplesPerFrame*100, bc.gen)
-		b.Run("encode/"+bc.name, func(b *testing.B) {
-			var size int
-			for b.Loop() {
-				size = len(build(b, samples))
+// BenchmarkDecodeVsXOR decodes each kind's frames in XOR and EncDecimal
+// alternately, so that both see the same machine load, and reports each
+// codec's ns/sample and their ratio.
+func BenchmarkDecodeVsXOR(b *testing.B) {
+	for _, k := range kinds {
+		series, _ := kindSeries(k, 24)
+		var encoded [2][][]byte
+		samples := 0
+		for _, s := range series {
+			for _, bucket := range buckets(s) {
+				encoded[0] = append(encoded[0], buildWith(b, chunkenc.EncXOR, bucket))
+				encoded[1] = append(encoded[1], buildWith(b, EncDecimal, bucket))
 			}
-			b.ReportMetric(float64(size)/float64(len(samples)), "bytes/sample")
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(samples)), "ns/sample")
-		})
-		enc := build(b, samples)
-		b.Run("decode/"+bc.name, func(b *testing.B) {
+			samples += len(s)
+		}
+		b.Run(k.name, func(b *testing.B) {
 			it := NewIterator(nil)
+			var took [2]time.Duration
+			sum := 0.0
 			for b.Loop() {
-				it.Reset(enc)
-				for it.Next() != chunkenc.ValNone {
+				for c, frames := range encoded {
+					start := time.Now()
+					for _, e := range frames {
+						it.Reset(e)
+						for it.Next() != chunkenc.ValNone {
+							_, v := it.At()
+							sum += v
+						}
+					}
+					took[c] += time.Since(start)
 				}
 			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(samples)), "ns/sample")
+			sink = sum
+			perSample := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N*samples) }
+			b.ReportMetric(perSample(took[0]), "xor-ns/sample")
+			b.ReportMetric(perSample(took[1]), "decimal-ns/sample")
+			b.ReportMetric(float64(took[1])/float64(took[0]), "decimal/xor")
+			b.ReportMetric(0, "ns/op")
 		})
 	}
 }
