@@ -2,7 +2,7 @@ GO ?= go
 BIN := immune
 PKGS := ./...
 
-.PHONY: build run test lint fuzz bench bench-micro bench-ingest clean
+.PHONY: build run test lint fuzz bench bench-micro bench-compare bench-gate clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/immune
@@ -28,21 +28,28 @@ fuzz:
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; done
 
-bench: bench-micro bench-ingest
+BENCH_SCALE ?= quick
+ifeq ($(BENCH_SCALE),full)
+COMPARE_FLAGS ?= --series 100000 --duration 24h --interval 1m --rounds 2 --query-runs 20
+else
+COMPARE_FLAGS ?= --series 10000 --duration 24h --interval 1m --rounds 2 --query-runs 10
+endif
+
+## bench: the micro-benchmarks, then Immune, VictoriaMetrics and Prometheus side by side
+## (BENCH_SCALE=quick, the default: 10k series; BENCH_SCALE=full: 100k series), then the gate's latency
+bench: bench-micro bench-compare bench-gate
 
 ## bench-micro: go test benchmarks (benchstat-ready)
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./tsdb/... ./ingest/... ./query/...
 
-SERIES ?= 10000
-STEPS ?= 60
-## bench-ingest: for each protocol, a fresh server on a temporary directory, remote-written to by `immune bench`
-bench-ingest: build
-	@for p in v1 v2; do \
-	  dir=$$(mktemp -d); ./$(BIN) serve --data-dir $$dir --http-listen 127.0.0.1:19480 --log-level warn & pid=$$!; \
-	  ./$(BIN) bench --url http://127.0.0.1:19480/api/v1/write --protocol $$p --series $(SERIES) --steps $(STEPS) --server-pid $$pid; \
-	  kill $$pid; wait $$pid; rm -rf $$dir; \
-	done
+## bench-compare: one remote-write load and query set on each system, started fresh, in rounds A B C A B C
+bench-compare: build
+	./$(BIN) bench compare $(COMPARE_FLAGS)
+
+## bench-gate: verdict latency and poll latency under 100 pollers
+bench-gate: build
+	./$(BIN) bench gate
 
 clean:
 	rm -f $(BIN)
