@@ -15,9 +15,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/immune-dev/immune/detect"
-	"github.com/immune-dev/immune/detect/gate"
 )
 
 // GateOptions configures RunGate. Zero fields take the documented defaults.
@@ -90,7 +87,45 @@ func (o GateOptions) withDefaults() GateOptions {
 
 // gateBake is the deployments' minimum and maximum bake time: they stay
 // pending, and so evaluated every detector tick, however long the run.
-const gateBake = detect.Duration(24 * time.Hour)
+const gateBake = "24h"
+
+// The gate API's JSON, as far as the benchmark writes and reads it. The
+// benchmark is a client of the HTTP API like any deploy tool; importing
+// package detect would also make an import cycle of detect's tests, which
+// use this package's fleet.
+type (
+	gateRegistration struct {
+		Service  string    `json:"service"`
+		Version  string    `json:"version"`
+		Start    time.Time `json:"start"`
+		Canary   string    `json:"canary"`
+		Baseline string    `json:"baseline"`
+		MinBake  string    `json:"min_bake"`
+		MaxBake  string    `json:"max_bake"`
+	}
+	gateDeployment struct {
+		ID      string    `json:"id"`
+		Start   time.Time `json:"start"`
+		Step    string    `json:"step"`
+		step    time.Duration
+		State   string `json:"state"`
+		Verdict *struct {
+			Reason string `json:"reason"`
+		} `json:"verdict"`
+	}
+	gateStatus struct {
+		ID          string     `json:"id"`
+		Verdict     string     `json:"verdict"`
+		Reason      string     `json:"reason"`
+		Updated     time.Time  `json:"updated"`
+		DataThrough *time.Time `json:"data_through"`
+	}
+)
+
+// terminal reports whether a gate state is final, as detect.Status.Terminal.
+func terminal(state string) bool {
+	return state == "pass" || state == "fail" || state == "inconclusive" || state == "aborted"
+}
 
 // gateRequestTimeout bounds one HTTP request of the benchmark.
 const gateRequestTimeout = 10 * time.Second
@@ -126,13 +161,11 @@ type GateResult struct {
 // Times are wall-clock times of this host, the server's clock too (it
 // stamps the verdict's evaluation time).
 //
-// The verdict has no field saying up to when it read data; it reflects the
-// sample when it was evaluated (its "updated", the evaluation time) after
-// the acknowledgement and at or after StepEnd. The detector evaluates the
-// deployment's step grid, start + k*step, up to the last point at or
-// before the evaluation time, each point's windows ending at that point;
-// StepEnd is the first grid point at or after Sample, so it is the first
-// whose windows hold the sample.
+// A verdict reflects the sample when it was evaluated (its "updated")
+// after the acknowledgement and its data_through, the last point of the
+// deployment's step grid (start + k*step) it covered, is at or after
+// StepEnd: each point's windows end at that point, and StepEnd is the
+// first grid point at or after Sample, so the first whose windows hold it.
 type VerdictProbe struct {
 	Sample, Acked time.Time
 	// StepEnd is the first time of the deployment's step grid at or after
@@ -268,13 +301,13 @@ func RunGate(ctx context.Context, opts GateOptions) (GateResult, error) {
 		return res, err
 	}
 	probeStart := time.Now()
-	var dep *detect.Deployment
+	var dep *gateDeployment
 	res.Probes, dep, err = probeVerdicts(ctx, client, o.URL, f, o)
 	res.ProbeElapsed = time.Since(probeStart)
 	if err != nil {
 		return res, err
 	}
-	res.DeploymentID, res.Step = dep.ID, time.Duration(dep.Step)
+	res.DeploymentID, res.Step = dep.ID, dep.step
 	statusURL := o.URL + "/api/v1/deployments/" + url.PathEscape(dep.ID)
 	cpuMid, err := serverCPU(o.ServerPID)
 	if err != nil {
@@ -363,8 +396,8 @@ func (g *gateFeed) run(ctx context.Context, w FleetWriter, f *Fleet, prev time.T
 // registerGate registers a deployment of the fleet's canary hosts from
 // start on, with the other hosts as its baseline, and returns it as the
 // server stored it.
-func registerGate(ctx context.Context, client *http.Client, base string, f *Fleet, start time.Time) (*detect.Deployment, error) {
-	body, err := json.Marshal(gate.Registration{
+func registerGate(ctx context.Context, client *http.Client, base string, f *Fleet, start time.Time) (*gateDeployment, error) {
+	body, err := json.Marshal(gateRegistration{
 		Service: f.Service, Version: f.CanaryVersion, Start: start,
 		Canary:   fmt.Sprintf(`{service=%q,version=%q}`, f.Service, f.CanaryVersion),
 		Baseline: fmt.Sprintf(`{service=%q,version=%q}`, f.Service, f.Version),
@@ -387,12 +420,19 @@ func registerGate(ctx context.Context, client *http.Client, base string, f *Flee
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return nil, fmt.Errorf("register: %s: %s", resp.Status, bytes.TrimSpace(msg))
 	}
-	var d detect.Deployment
+	var d gateDeployment
 	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
 		return nil, fmt.Errorf("register: %w", err)
 	}
-	if d.State.Terminal() {
-		return nil, fmt.Errorf("register: %s is already %s: %s", d.ID, d.State, d.Verdict.Reason)
+	if terminal(d.State) {
+		reason := ""
+		if d.Verdict != nil {
+			reason = d.Verdict.Reason
+		}
+		return nil, fmt.Errorf("register: %s is already %s: %s", d.ID, d.State, reason)
+	}
+	if d.step, err = time.ParseDuration(d.Step); err != nil || d.step <= 0 {
+		return nil, fmt.Errorf("register: %s: step %q: %v", d.ID, d.Step, err)
 	}
 	return &d, nil
 }
@@ -404,10 +444,10 @@ func registerGate(ctx context.Context, client *http.Client, base string, f *Flee
 // deployment's does; it takes the next live scrape as the probe, and
 // aborts the deployment once the probe is measured, but the last, which it
 // returns.
-func probeVerdicts(ctx context.Context, client *http.Client, base string, f *gateFeed, o GateOptions) ([]VerdictProbe, *detect.Deployment, error) {
+func probeVerdicts(ctx context.Context, client *http.Client, base string, f *gateFeed, o GateOptions) ([]VerdictProbe, *gateDeployment, error) {
 	rng := rand.New(rand.NewPCG(o.Fleet.Seed, 0x57a7))
 	var probes []VerdictProbe
-	var dep *detect.Deployment
+	var dep *gateDeployment
 	for range o.Probes {
 		if dep != nil {
 			if err := abortGate(ctx, client, base, dep.ID); err != nil {
@@ -426,7 +466,7 @@ func probeVerdicts(ctx context.Context, client *http.Client, base string, f *gat
 		probes = append(probes, p)
 		step, tick, eval := p.Split()
 		fmt.Fprintf(o.Progress, "probe %d (%s, step %s): sample %s, latency %s = step %s + tick %s + evaluation and read %s\n",
-			len(probes), dep.ID, time.Duration(dep.Step), p.Sample.Format("15:04:05.000"), p.Latency().Round(time.Millisecond),
+			len(probes), dep.ID, dep.step, p.Sample.Format("15:04:05.000"), p.Latency().Round(time.Millisecond),
 			step.Round(time.Millisecond), tick.Round(time.Millisecond), eval.Round(time.Millisecond))
 	}
 	return probes, dep, nil
@@ -435,7 +475,7 @@ func probeVerdicts(ctx context.Context, client *http.Client, base string, f *gat
 // probeOne takes the first live scrape stamped after registered as the
 // probe of dep and reads its verdict at statusURL every o.ProbePoll until
 // one reflects the scrape.
-func probeOne(ctx context.Context, client *http.Client, statusURL string, dep *detect.Deployment, registered time.Time, f *gateFeed, o GateOptions) (VerdictProbe, error) {
+func probeOne(ctx context.Context, client *http.Client, statusURL string, dep *gateDeployment, registered time.Time, f *gateFeed, o GateOptions) (VerdictProbe, error) {
 	var p VerdictProbe
 	for p.Sample.IsZero() {
 		select {
@@ -448,7 +488,7 @@ func probeOne(ctx context.Context, client *http.Client, statusURL string, dep *d
 				continue
 			}
 			// The first grid point at or after the sample.
-			step := time.Duration(dep.Step)
+			step := dep.step
 			k := (a.sample.Sub(dep.Start) + step - 1) / step
 			p = VerdictProbe{Sample: a.sample, Acked: a.acked, StepEnd: dep.Start.Add(k * step)}
 		}
@@ -468,9 +508,11 @@ func probeOne(ctx context.Context, client *http.Client, statusURL string, dep *d
 		switch {
 		case err != nil:
 			return p, err
-		case st.Verdict.Terminal():
+		case terminal(st.Verdict):
 			return p, fmt.Errorf("deployment %s reached %s (%s): the detector no longer evaluates it", st.ID, st.Verdict, st.Reason)
-		case st.Updated.After(p.Acked) && !st.Updated.Before(p.StepEnd):
+		// data_through is the last step the evaluation covered: it reflects
+		// the sample once it reaches the step holding it.
+		case st.Updated.After(p.Acked) && st.DataThrough != nil && !st.DataThrough.Before(p.StepEnd):
 			p.Evaluated, p.Seen = st.Updated, seen
 			return p, nil
 		case seen.Sub(p.Acked) > o.ProbeTimeout:
@@ -483,7 +525,7 @@ func probeOne(ctx context.Context, client *http.Client, statusURL string, dep *d
 // abortGate aborts a deployment whose probe is measured, so the detector
 // evaluates one deployment at a time.
 func abortGate(ctx context.Context, client *http.Client, base, id string) error {
-	body, err := json.Marshal(gate.AbortRequest{Reason: "bench gate: probe measured"})
+	body, err := json.Marshal(map[string]string{"reason": "bench gate: probe measured"})
 	if err != nil {
 		return err
 	}
@@ -505,8 +547,8 @@ func abortGate(ctx context.Context, client *http.Client, base, id string) error 
 }
 
 // getStatus reads a deployment's verdict; anything but 200 is an error.
-func getStatus(ctx context.Context, client *http.Client, statusURL string) (gate.Status, error) {
-	var st gate.Status
+func getStatus(ctx context.Context, client *http.Client, statusURL string) (gateStatus, error) {
+	var st gateStatus
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, statusURL, nil)
 	if err != nil {
 		return st, err

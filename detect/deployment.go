@@ -95,6 +95,11 @@ type Verdict struct {
 	Metrics []MetricVerdict `json:"metrics"`
 	// ETASeconds estimates the time to a pass or fail while pending.
 	ETASeconds *float64 `json:"eta_seconds"`
+	// DataThrough is the last time of the step grid (start + k×step) at
+	// or before At: every step's windows end at its time, so the verdict
+	// reflects the samples stamped up to it that were stored when it was
+	// judged. Nil when no data was judged (an abort).
+	DataThrough *time.Time `json:"data_through"`
 }
 
 // MetricVerdict is the evidence about one metric.

@@ -342,6 +342,10 @@ func (s *Service) Abort(id, reason string) (*Deployment, error) {
 // Get returns a deployment.
 func (s *Service) Get(id string) (*Deployment, error) { return s.store.Get(id) }
 
+// Snapshot returns a deployment as last written, kept in memory for the
+// readers that poll it; it must not be modified.
+func (s *Service) Snapshot(id string) (*Snapshot, error) { return s.store.Snapshot(id) }
+
 // List returns deployments, filtered by service and state when not empty.
 func (s *Service) List(service string, state Status) ([]*Deployment, error) {
 	return s.store.List(func(d *Deployment) bool {

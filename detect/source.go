@@ -100,11 +100,31 @@ func Collect(ctx context.Context, src Source, d *Deployment, p Profile, now time
 	return out, nil
 }
 
+// lastStep is the last time of the step grid from start, start + k×step
+// for a whole k, at or before now.
+func lastStep(start time.Time, step time.Duration, now time.Time) time.Time {
+	k := now.Sub(start) / step
+	if k*step > now.Sub(start) {
+		k-- // division truncates towards zero: floor it for a now before start
+	}
+	return start.Add(k * step)
+}
+
+// dataThrough is a verdict's DataThrough when judged at now, in now's
+// location, as its At is; nil without a step.
+func dataThrough(d *Deployment, now time.Time) *time.Time {
+	if d.Step <= 0 {
+		return nil
+	}
+	t := lastStep(d.Start, time.Duration(d.Step), now).In(now.Location())
+	return &t
+}
+
 // segments splits [start+step, now] into the stages' spans, each aligned to
 // the step grid from the start.
 func segments(d *Deployment, now time.Time) ([]segment, error) {
 	step := time.Duration(d.Step)
-	last := d.Start.Add(now.Sub(d.Start) / step * step)
+	last := lastStep(d.Start, step, now)
 	var out []segment
 	for t := d.Start.Add(step); !t.After(last); {
 		stage, canary, baseline := d.StageAt(t)

@@ -29,10 +29,16 @@ var ErrNotFound = errors.New("deployment not found")
 // Keys: "d" id → deployment JSON (with its latest verdict);
 // "o" seq(8) → webhook delivery JSON (outbox.go);
 // "h" id 0x00 seq(8) → verdict JSON; "p" name → profile JSON.
+//
+// Every write of a "d" key goes through putLocked or Record, under mu,
+// which keep the snapshot cache true (snapshot.go).
 type Store struct {
 	db *pebble.DB
-	// mu serialises read-modify-write updates of deployments.
+	// mu serialises writes of deployments, read-modify-write updates
+	// included.
 	mu sync.Mutex
+	// cache keeps the snapshots of the deployments read lately.
+	cache *snapshotCache
 }
 
 // OpenStore opens or creates the store in dir. log receives Pebble's
@@ -42,7 +48,7 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open deployment store: %w", err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, cache: newSnapshotCache()}, nil
 }
 
 // Close closes the store.
@@ -78,10 +84,16 @@ func (s *Store) putLocked(d *Deployment) error {
 	if err != nil {
 		return err
 	}
-	return s.db.Set(deploymentKey(d.ID), val, pebble.Sync)
+	if err := s.db.Set(deploymentKey(d.ID), val, pebble.Sync); err != nil {
+		s.wroteLocked(d.ID, nil)
+		return err
+	}
+	s.wroteLocked(d.ID, val)
+	return nil
 }
 
-// Get returns the deployment with this ID.
+// Get returns the deployment with this ID, read from disk: the caller may
+// modify it. Snapshot serves readers that poll.
 func (s *Store) Get(id string) (*Deployment, error) {
 	val, closer, err := s.db.Get(deploymentKey(id))
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -144,7 +156,12 @@ func (s *Store) Record(id string, v Verdict) (*Deployment, error) {
 	if err := b.Set(deploymentKey(id), dv, nil); err != nil {
 		return nil, err
 	}
-	return d, b.Commit(pebble.Sync)
+	if err := b.Commit(pebble.Sync); err != nil {
+		s.wroteLocked(id, nil)
+		return d, err
+	}
+	s.wroteLocked(id, dv)
+	return d, nil
 }
 
 // List returns the deployments keep accepts, in ID order.

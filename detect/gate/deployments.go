@@ -2,6 +2,7 @@ package gate
 
 import (
 	"cmp"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -77,6 +78,10 @@ type Status struct {
 	// Updated is when the verdict was reached (the start before the first
 	// evaluation).
 	Updated time.Time `json:"updated"`
+	// DataThrough is the last time of the deployment's step grid the
+	// verdict's evaluation covered: it reflects the samples stamped up to
+	// it. Null before the first evaluation and for an abort.
+	DataThrough *time.Time `json:"data_through"`
 }
 
 // StatusOf flattens a deployment and its latest verdict.
@@ -87,7 +92,7 @@ func StatusOf(d *detect.Deployment) Status {
 		Metrics: []detect.MetricVerdict{}, Start: d.Start, Updated: d.Start,
 	}
 	if v := d.Verdict; v != nil {
-		s.Verdict, s.Reason, s.ETASeconds, s.Updated = v.Verdict, v.Reason, v.ETASeconds, v.At
+		s.Verdict, s.Reason, s.ETASeconds, s.Updated, s.DataThrough = v.Verdict, v.Reason, v.ETASeconds, v.At, v.DataThrough
 		if v.Metrics != nil {
 			s.Metrics = v.Metrics
 		}
@@ -142,15 +147,29 @@ func joinStates(ss []detect.Status) string {
 	return strings.Join(parts, ", ")
 }
 
+// statusJSON is a deployment's Status as the API answers it. Snapshots
+// keep it: pollers of a deployment share one encoding per verdict.
+var statusJSON = detect.NewEncoding(func(d *detect.Deployment) ([]byte, error) { return encodeJSON(StatusOf(d)) })
+
 // status always answers 200 for a known deployment, whatever its verdict:
 // Argo Rollouts counts any non-2xx as a measurement error.
 func (a *API) status(w http.ResponseWriter, r *http.Request) {
-	d, err := a.svc.Get(r.PathValue("id"))
+	snap, err := a.svc.Snapshot(r.PathValue("id"))
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
-	a.writeJSON(w, r, http.StatusOK, StatusOf(d))
+	a.writeStatus(w, r, http.StatusOK, snap)
+}
+
+// writeStatus writes the snapshot's Status with status code.
+func (a *API) writeStatus(w http.ResponseWriter, r *http.Request, code int, snap *detect.Snapshot) {
+	body, err := snap.Encode(statusJSON)
+	if err != nil {
+		a.writeError(w, r, fmt.Errorf("encode status: %w", err))
+		return
+	}
+	a.writeBody(w, r, code, body)
 }
 
 func (a *API) history(w http.ResponseWriter, r *http.Request) {

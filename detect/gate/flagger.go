@@ -59,9 +59,9 @@ func decodeFlagger(w http.ResponseWriter, r *http.Request) (FlaggerPayload, erro
 // metadata.deployment, else the most recently started deployment of
 // namespace/name (or name alone) at version checksum. It returns
 // detect.ErrNotFound when none matches.
-func (a *API) findFlagger(p FlaggerPayload) (*detect.Deployment, error) {
+func (a *API) findFlagger(p FlaggerPayload) (*detect.Snapshot, error) {
 	if id := p.Metadata["deployment"]; id != "" {
-		return a.svc.Get(id)
+		return a.svc.Snapshot(id)
 	}
 	var best *detect.Deployment
 	for _, service := range []string{p.service(), p.Name} {
@@ -78,7 +78,9 @@ func (a *API) findFlagger(p FlaggerPayload) (*detect.Deployment, error) {
 	if best == nil {
 		return nil, fmt.Errorf("%w: no deployment of %s at checksum %q: register one (pre-rollout hook or POST /api/v1/deployments) or pass metadata.deployment", detect.ErrNotFound, p.service(), p.Checksum)
 	}
-	return best, nil
+	// Read again as the status endpoint reads it: the snapshot its
+	// pollers share, status encoding included.
+	return a.svc.Snapshot(best.ID)
 }
 
 // flaggerPreRollout registers the revision unless it is already
@@ -93,9 +95,9 @@ func (a *API) flaggerPreRollout(w http.ResponseWriter, r *http.Request) {
 	}
 	a.flaggerMu.Lock()
 	defer a.flaggerMu.Unlock()
-	d, err := a.findFlagger(p)
+	snap, err := a.findFlagger(p)
 	if err == nil {
-		a.writeJSON(w, r, http.StatusOK, StatusOf(d))
+		a.writeStatus(w, r, http.StatusOK, snap)
 		return
 	}
 	if !errors.Is(err, detect.ErrNotFound) || p.Metadata["deployment"] != "" {
@@ -107,7 +109,7 @@ func (a *API) flaggerPreRollout(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	d, err = a.svc.Register(r.Context(), reg.deployment())
+	d, err := a.svc.Register(r.Context(), reg.deployment())
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -167,14 +169,14 @@ func (a *API) flaggerGate(w http.ResponseWriter, r *http.Request, want detect.St
 		a.writeError(w, r, err)
 		return
 	}
-	d, err := a.findFlagger(p)
+	snap, err := a.findFlagger(p)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
 	code := http.StatusConflict
-	if d.State == want {
+	if snap.Deployment().State == want {
 		code = http.StatusOK
 	}
-	a.writeJSON(w, r, code, StatusOf(d))
+	a.writeStatus(w, r, code, snap)
 }

@@ -8,6 +8,7 @@
 package gate
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -74,14 +76,35 @@ type errorBody struct {
 	Error string `json:"error"`
 }
 
-// writeJSON writes v with status code.
-func (a *API) writeJSON(w http.ResponseWriter, r *http.Request, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
+// encodeJSON encodes v as every answer is: one line, HTML unescaped.
+func encodeJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	// Reasons hold ">=" and are read by people in curl and Flagger events.
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// writeJSON writes v with status code.
+func (a *API) writeJSON(w http.ResponseWriter, r *http.Request, code int, v any) {
+	body, err := encodeJSON(v)
+	if err != nil {
+		a.writeError(w, r, fmt.Errorf("encode response: %w", err))
+		return
+	}
+	a.writeBody(w, r, code, body)
+}
+
+// writeBody writes JSON already encoded with status code.
+func (a *API) writeBody(w http.ResponseWriter, r *http.Request, code int, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(code)
+	if _, err := w.Write(body); err != nil {
 		a.log.Warn("write response", "path", r.URL.Path, "err", err)
 	}
 }

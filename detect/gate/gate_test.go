@@ -255,7 +255,7 @@ func TestGateStatusShape(t *testing.T) {
 			t.Fatalf("%s: %d %s", phase, code, body)
 		}
 		m := decodeInto[map[string]json.RawMessage](t, body)
-		for _, k := range []string{"id", "service", "version", "verdict", "reason", "stage", "metrics", "eta_seconds", "start", "updated"} {
+		for _, k := range []string{"id", "service", "version", "verdict", "reason", "stage", "metrics", "eta_seconds", "start", "updated", "data_through"} {
 			if _, ok := m[k]; !ok {
 				t.Errorf("%s: no %q in %s", phase, k, body)
 			}
@@ -271,6 +271,20 @@ func TestGateStatusShape(t *testing.T) {
 		if (phase == "pending") != (st.ETASeconds != nil) {
 			t.Errorf("%s: eta_seconds = %v", phase, st.ETASeconds)
 		}
+		// The last time of the step grid at or before the evaluation, in
+		// RFC 3339 as "updated" is.
+		d, err := e.svc.Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		step := time.Duration(d.Step)
+		want := st.Start.Add(st.Updated.Sub(st.Start) / step * step)
+		if st.DataThrough == nil || !st.DataThrough.Equal(want) || st.Updated.Sub(want) >= step {
+			t.Errorf("%s: data_through = %v, want %s (updated %s, step %s)", phase, st.DataThrough, want, st.Updated, step)
+		}
+		if raw := string(m["data_through"]); raw != `"`+want.Format(time.RFC3339Nano)+`"` {
+			t.Errorf("%s: data_through is %s, want RFC 3339 %s", phase, raw, want.Format(time.RFC3339Nano))
+		}
 	}
 }
 
@@ -280,8 +294,56 @@ func TestGateStatusBeforeEvaluation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Verdict != detect.Pending || st.Reason != "not evaluated yet" || !bytes.Contains(b, []byte(`"metrics":[]`)) || !bytes.Contains(b, []byte(`"eta_seconds":null`)) {
+	if st.Verdict != detect.Pending || st.Reason != "not evaluated yet" || !bytes.Contains(b, []byte(`"metrics":[]`)) || !bytes.Contains(b, []byte(`"eta_seconds":null`)) || !bytes.Contains(b, []byte(`"data_through":null`)) {
 		t.Errorf("status before evaluation = %s", b)
+	}
+}
+
+// TestGateStatusFollowsWrites reads the status between writes of every
+// kind: each read answers what the store holds after the last write, not
+// the status cached before it.
+func TestGateStatusFollowsWrites(t *testing.T) {
+	e := newEnv(t)
+	id := e.register(t, nil)
+	check := func(after string) {
+		t.Helper()
+		d, err := e.svc.Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := encodeJSON(StatusOf(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // the first read may fill the cache, the second hits it
+			if code, body := e.do(t, "GET", "/api/v1/deployments/"+id, ""); code != http.StatusOK || !bytes.Equal(body, want) {
+				t.Fatalf("after %s: %d\n%s\nwant\n%s", after, code, body, want)
+			}
+		}
+		// Flagger's hooks answer the same status.
+		if _, body := e.do(t, "POST", "/api/v1/flagger/rollback", `{"name":"checkout","metadata":{"deployment":"`+id+`"}}`); !bytes.Equal(body, want) {
+			t.Fatalf("after %s: flagger answered\n%s\nwant\n%s", after, body, want)
+		}
+	}
+	check("registration")
+	for _, w := range []struct{ what, path, body string }{
+		{"a stage", "/stages", `{"note":"2 hosts"}`},
+		{"a check", "/checks", `{"name":"smoke","passed":true}`},
+		{"an evaluation", "", ""},
+		{"an abort", "/abort", `{"reason":"operator stopped it"}`},
+	} {
+		e.clock.Add(time.Minute)
+		if w.path == "" {
+			if _, err := e.svc.Evaluate(t.Context(), id); err != nil {
+				t.Fatal(err)
+			}
+		} else if code, body := e.do(t, "POST", "/api/v1/deployments/"+id+w.path, w.body); code != http.StatusOK {
+			t.Fatalf("%s: %d %s", w.what, code, body)
+		}
+		check(w.what)
+	}
+	if st := e.status(t, id); st.Verdict != detect.Aborted || st.DataThrough != nil {
+		t.Errorf("after the abort: %+v", st)
 	}
 }
 
