@@ -129,7 +129,7 @@ func RunSystem(ctx context.Context, sys System, o CompareOptions) (Run, error) {
 		return run, err
 	}
 	last := w.Start.Add(time.Duration(w.Steps-1) * w.Interval)
-	if err := awaitCount(ctx, in.APIURL, NewWorkload(w.Series, w.Seed).Names(), last, time.Duration(w.Steps)*w.Interval, res.Acked); err != nil {
+	if err := AwaitCount(ctx, in.APIURL, NewWorkload(w.Series, w.Seed).Names(), last, time.Duration(w.Steps)*w.Interval, res.Acked); err != nil {
 		return run, err
 	}
 	for _, r := range o.Ranges {
@@ -167,12 +167,12 @@ func queryStep(r, interval time.Duration) time.Duration {
 	return max(interval, (r / 240).Truncate(time.Second))
 }
 
-// awaitCount counts, metric by metric, the samples the system holds in the
+// AwaitCount counts, metric by metric, the samples the system holds in the
 // window ending at last, until they are want (a minute at most: some
 // systems make new data searchable within seconds). Metrics are counted
 // one by one: count_over_time drops the name, so series of different
 // metrics with the same labels would collide.
-func awaitCount(ctx context.Context, api string, names []string, last time.Time, window time.Duration, want int64) error {
+func AwaitCount(ctx context.Context, api string, names []string, last time.Time, window time.Duration, want int64) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {

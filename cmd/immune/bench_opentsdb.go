@@ -3,14 +3,12 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -214,7 +212,8 @@ func runOpenTSDBOnce(ctx context.Context, sys openTSDBSystem, proto string, o op
 		return run, err
 	}
 	// Every point counted must be queryable, whichever way it came in.
-	if err := awaitQueryable(ctx, queryBase, o.load, want); err != nil {
+	// VictoriaMetrics makes new data searchable within seconds: AwaitCount waits.
+	if err := bench.AwaitCount(ctx, queryBase, o.load.Metrics(), o.load.End, time.Duration(o.load.Steps)*o.load.Interval, want); err != nil {
 		return run, fmt.Errorf("after the run: %w", err)
 	}
 	return run, nil
@@ -243,70 +242,6 @@ func awaitStored(ctx context.Context, count func() (int64, error), want int64) e
 		case <-tick.C:
 		}
 	}
-}
-
-// awaitQueryable checks, through the Prometheus query API, that the
-// server holds every point of the load. VictoriaMetrics makes new data
-// searchable within seconds, hence the wait. Metrics are counted one by
-// one: count_over_time drops the name, and series of different metrics
-// with the same tags would collide.
-func awaitQueryable(ctx context.Context, base string, load bench.OpenTSDBLoad, want int64) error {
-	window := time.Duration(load.Steps)*load.Interval + time.Minute
-	at := strconv.FormatInt(load.End.Add(time.Second).Unix(), 10)
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	for {
-		var got float64
-		for _, name := range load.Metrics() {
-			q := url.Values{"query": {fmt.Sprintf(`sum(count_over_time({__name__=%q}[%ds]))`, name, int(window.Seconds()))}, "time": {at}}
-			v, err := promScalar(ctx, base+"/api/v1/query?"+q.Encode())
-			if err != nil {
-				return err
-			}
-			got += v
-		}
-		if int64(got) == want {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("lost points: %.0f of %d queryable", got, want)
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-}
-
-// promScalar reads the single value of an instant query; no result is 0.
-func promScalar(ctx context.Context, u string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	var env struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			Result []struct {
-				Value [2]any `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
-		return 0, fmt.Errorf("%s: %s: %w", u, resp.Status, err)
-	}
-	if env.Status != "success" {
-		return 0, fmt.Errorf("%s: %s", u, env.Error)
-	}
-	if len(env.Data.Result) == 0 {
-		return 0, nil
-	}
-	s, _ := env.Data.Result[0].Value[1].(string)
-	return strconv.ParseFloat(s, 64)
 }
 
 // victoriaInsertedRows reads vm_rows_inserted_total{type="opentsdb"} from
