@@ -2,9 +2,11 @@ package bench
 
 import (
 	"context"
+	"maps"
 	"math"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -51,6 +53,13 @@ func TestWorkloadHistogramsAreCumulative(t *testing.T) {
 		t.Fatalf("%d series per host, want 100 (the 1000-series query selects 10 hosts)", seriesPerHost)
 	}
 	w := NewWorkload(seriesPerHost, 3)
+	names := map[string]bool{}
+	for i := range w.Len() {
+		names[w.Labels(i).Get("__name__")] = true
+	}
+	if got := MetricNames(); !slices.Equal(got, slices.Sorted(maps.Keys(names))) {
+		t.Fatalf("MetricNames() = %v, the workload's names are %v", got, slices.Sorted(maps.Keys(names)))
+	}
 	last := map[string]float64{}
 	ts := time.Unix(1_800_000_000, 0)
 	for step := range 20 {

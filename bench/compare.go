@@ -129,7 +129,7 @@ func RunSystem(ctx context.Context, sys System, o CompareOptions) (Run, error) {
 		return run, err
 	}
 	last := w.Start.Add(time.Duration(w.Steps-1) * w.Interval)
-	if err := AwaitCount(ctx, in.APIURL, NewWorkload(w.Series, w.Seed).Names(), last, time.Duration(w.Steps)*w.Interval, res.Acked); err != nil {
+	if err := AwaitCount(ctx, in.APIURL, MetricNames(), last, time.Duration(w.Steps)*w.Interval, res.Acked); err != nil {
 		return run, err
 	}
 	for _, r := range o.Ranges {
@@ -179,7 +179,7 @@ func AwaitCount(ctx context.Context, api string, names []string, last time.Time,
 		var got float64
 		for _, name := range names {
 			q := fmt.Sprintf(`sum(count_over_time({__name__=%q}[%ds]))`, name, int((window + time.Minute).Seconds()))
-			v, err := InstantScalar(ctx, api, q, last.Add(time.Second))
+			v, err := instantScalar(ctx, api, q, last.Add(time.Second))
 			if err != nil {
 				return err
 			}
@@ -196,9 +196,9 @@ func AwaitCount(ctx context.Context, api string, names []string, last time.Time,
 	}
 }
 
-// InstantScalar runs an instant query at t on the Prometheus API at base
+// instantScalar runs an instant query at t on the Prometheus API at base
 // and returns the value of its single result; no result is 0.
-func InstantScalar(ctx context.Context, base, query string, t time.Time) (float64, error) {
+func instantScalar(ctx context.Context, base, query string, t time.Time) (float64, error) {
 	u := base + "/api/v1/query?" + url.Values{"query": {query}, "time": {strconv.FormatInt(t.Unix(), 10)}}.Encode()
 	body, err := getBody(ctx, u)
 	if err != nil {
@@ -254,8 +254,7 @@ func timeQuery(ctx context.Context, base string, q Query, start, end time.Time, 
 	return t, nil
 }
 
-// getBody GETs u and returns the body of a 2xx reply whose Prometheus
-// status is success.
+// getBody GETs u and returns the body of a 2xx reply.
 func getBody(ctx context.Context, u string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {

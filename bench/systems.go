@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
 	"os/exec"
@@ -22,7 +21,9 @@ type System struct {
 	Name string
 	// RemoteWriteV2 says whether it takes remote write 2.0.
 	RemoteWriteV2 bool
-	start         func(ctx context.Context) (*Instance, error)
+	// peer says how to start it listening on addr, where it serves remote
+	// write and the Prometheus API.
+	peer func(addr string) PeerSpec
 	// settle makes every acknowledged sample queryable.
 	settle func(ctx context.Context, in *Instance) error
 	// disk flushes and compacts, stops the instance and measures its data.
@@ -53,8 +54,18 @@ type Disk struct {
 	ToolCPU time.Duration
 }
 
-// Start starts the system.
-func (s System) Start(ctx context.Context) (*Instance, error) { return s.start(ctx) }
+// Start starts the system on a free loopback port.
+func (s System) Start(ctx context.Context) (*Instance, error) {
+	addr, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	p, err := StartPeer(ctx, s.peer(addr))
+	if err != nil {
+		return nil, err
+	}
+	return &Instance{Peer: p, WriteURL: "http://" + addr + "/api/v1/write", APIURL: "http://" + addr}, nil
+}
 
 // Settle makes every acknowledged sample queryable.
 func (s System) Settle(ctx context.Context, in *Instance) error {
@@ -75,20 +86,12 @@ func ImmuneSystem(bin string) System {
 	return System{
 		Name:          "immune",
 		RemoteWriteV2: true,
-		start: func(ctx context.Context) (*Instance, error) {
-			addr, err := FreeAddr()
-			if err != nil {
-				return nil, err
-			}
-			p, err := StartPeer(ctx, PeerSpec{Name: "immune", Binary: bin,
+		peer: func(addr string) PeerSpec {
+			return PeerSpec{Name: "immune", Binary: bin,
 				Args: func(dir string) []string {
 					return []string{"serve", "--data-dir", dir, "--http-listen", addr, "--opentsdb-listen=", "--log-level", "warn"}
 				},
-				ReadyURL: "http://" + addr + "/-/ready"})
-			if err != nil {
-				return nil, err
-			}
-			return &Instance{Peer: p, WriteURL: "http://" + addr + "/api/v1/write", APIURL: "http://" + addr}, nil
+				ReadyURL: "http://" + addr + "/-/ready"}
 		},
 		disk: func(ctx context.Context, in *Instance) (Disk, error) {
 			if err := in.Terminate(); err != nil {
@@ -120,21 +123,13 @@ func ImmuneSystem(bin string) System {
 func VictoriaMetricsSystem(bin string) System {
 	return System{
 		Name: "victoria-metrics",
-		start: func(ctx context.Context) (*Instance, error) {
-			addr, err := FreeAddr()
-			if err != nil {
-				return nil, err
-			}
-			p, err := StartPeer(ctx, PeerSpec{Name: "victoria-metrics", Binary: bin, Package: "victoria-metrics",
+		peer: func(addr string) PeerSpec {
+			return PeerSpec{Name: "victoria-metrics", Binary: bin, Package: "victoria-metrics",
 				Args: func(dir string) []string {
 					return []string{"-storageDataPath", dir, "-httpListenAddr", addr, "-search.disableCache",
 						"-retentionPeriod", "10y", "-loggerLevel", "INFO"}
 				},
-				ReadyURL: "http://" + addr + "/health"})
-			if err != nil {
-				return nil, err
-			}
-			return &Instance{Peer: p, WriteURL: "http://" + addr + "/api/v1/write", APIURL: "http://" + addr}, nil
+				ReadyURL: "http://" + addr + "/health"}
 		},
 		settle: func(ctx context.Context, in *Instance) error {
 			return getOK(ctx, in.APIURL+"/internal/force_flush")
@@ -166,12 +161,8 @@ func VictoriaMetricsSystem(bin string) System {
 func PrometheusSystem(bin string) System {
 	return System{
 		Name: "prometheus",
-		start: func(ctx context.Context) (*Instance, error) {
-			addr, err := FreeAddr()
-			if err != nil {
-				return nil, err
-			}
-			p, err := StartPeer(ctx, PeerSpec{Name: "prometheus", Binary: bin, Package: "prometheus",
+		peer: func(addr string) PeerSpec {
+			return PeerSpec{Name: "prometheus", Binary: bin, Package: "prometheus",
 				Files: map[string]string{"prometheus.yml": "global: {}\n"},
 				Args: func(dir string) []string {
 					return []string{"--config.file", filepath.Join(filepath.Dir(dir), "prometheus.yml"),
@@ -179,11 +170,7 @@ func PrometheusSystem(bin string) System {
 						"--web.listen-address", addr, "--web.enable-remote-write-receiver", "--web.enable-admin-api",
 						"--log.level", "warn"}
 				},
-				ReadyURL: "http://" + addr + "/-/ready"})
-			if err != nil {
-				return nil, err
-			}
-			return &Instance{Peer: p, WriteURL: "http://" + addr + "/api/v1/write", APIURL: "http://" + addr}, nil
+				ReadyURL: "http://" + addr + "/-/ready"}
 		},
 		disk: func(ctx context.Context, in *Instance) (Disk, error) {
 			// A snapshot writes the head as a block beside the compacted
@@ -216,20 +203,8 @@ func PrometheusSystem(bin string) System {
 
 // getOK GETs u and wants a 2xx reply.
 func getOK(ctx context.Context, u string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("GET %s: %s: %s", u, resp.Status, strings.TrimSpace(string(msg)))
-	}
-	return nil
+	_, err := getBody(ctx, u)
+	return err
 }
 
 // dirBytes sums the sizes of the files under dir whose names match (all

@@ -5,7 +5,6 @@ package bench
 
 import (
 	"fmt"
-	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -90,6 +89,21 @@ func histogramMember(f family, i int) (name string, pairs []string, part int) {
 	}
 }
 
+// MetricNames returns the names of the workload's metrics, sorted (a
+// workload of fewer than seriesPerHost series has only some of them).
+func MetricNames() []string {
+	var names []string
+	for _, f := range families {
+		if f.kind == histogram {
+			names = append(names, f.name+"_bucket", f.name+"_sum", f.name+"_count")
+		} else {
+			names = append(names, f.name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
 // seriesPerHost is the number of series one simulated host exposes.
 var seriesPerHost = func() int {
 	n := 0
@@ -157,15 +171,6 @@ func (w *Workload) Len() int { return len(w.series) }
 
 // Labels returns the labels of series i.
 func (w *Workload) Labels(i int) labels.Labels { return w.series[i].labels }
-
-// Names returns the metric names of the workload's series, sorted.
-func (w *Workload) Names() []string {
-	seen := map[string]bool{}
-	for _, s := range w.series {
-		seen[s.labels.Get(labels.MetricName)] = true
-	}
-	return slices.Sorted(maps.Keys(seen))
-}
 
 // Next advances series i to time t and returns its value. Calls for one
 // series must come in time order. Series of one host or one histogram may

@@ -104,7 +104,8 @@ func (o WriteOptions) withDefaults() WriteOptions {
 	return o
 }
 
-// lockstepSteps is how many steps a sender may run ahead of the slowest.
+// lockstepSteps is how many steps the senders take between two meetings:
+// none runs further ahead of the slowest.
 const lockstepSteps = 10
 
 // Write sends the workload to a remote-write receiver and counts the

@@ -115,8 +115,10 @@ func (db *DB) checkpoint() error {
 		}
 		d.s.mu.Unlock()
 	}
-	for _, d := range closed {
-		if db.head.gc(d.s) {
+	// A series' closed buckets are adjacent in closed: offer it to the
+	// garbage collector once.
+	for i, d := range closed {
+		if (i == 0 || closed[i-1].s != d.s) && db.head.gc(d.s) {
 			dropped++
 		}
 	}

@@ -310,7 +310,9 @@ func (db *DB) applySample(s *memSeries, t int64, v float64) error {
 // before; a backfill opens buckets as fast as it writes, and without this
 // the head would hold everything it wrote between two timed checkpoints.
 func (db *DB) noteNewBucket() {
-	if db.newBuckets.Add(1) == max(2*db.head.count.Load(), minBucketsForCheckpoint) {
+	// At or past, not at: the head's series count moves, so the threshold
+	// can drop below a count that already passed it.
+	if db.newBuckets.Add(1) >= max(2*db.head.count.Load(), minBucketsForCheckpoint) {
 		select {
 		case db.checkpointSoon <- struct{}{}:
 		default:

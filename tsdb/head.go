@@ -164,6 +164,8 @@ func (h *head) all() []*memSeries {
 }
 
 // gc removes s from the head if it has no buckets and no appender holds it.
+// s must be in the head: a second call for a removed series would count it
+// out twice.
 func (h *head) gc(s *memSeries) bool {
 	st := &h.byHash[s.hash%stripeCount]
 	st.mu.Lock()
@@ -174,19 +176,11 @@ func (h *head) gc(s *memSeries) bool {
 	if !idle {
 		return false
 	}
+	st.removeLocked(s)
 	ist := &h.byID[s.id%stripeCount]
 	ist.mu.Lock()
-	// A checkpoint offers a series once per bucket it closed: only the
-	// first offer removes it.
-	present := ist.series[s.id] == s
-	if present {
-		delete(ist.series, s.id)
-	}
+	delete(ist.series, s.id)
 	ist.mu.Unlock()
-	if !present {
-		return false
-	}
-	st.removeLocked(s)
 	h.count.Add(-1)
 	return true
 }
