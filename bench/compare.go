@@ -81,12 +81,7 @@ type QueryTiming struct {
 
 // Quantile returns the q-quantile of the latencies (nearest rank).
 func (t QueryTiming) Quantile(q float64) time.Duration {
-	s := slices.Sorted(slices.Values(t.Latencies))
-	if len(s) == 0 {
-		return 0
-	}
-	i := int(q*float64(len(s))+0.5) - 1
-	return s[min(max(i, 0), len(s)-1)]
+	return quantile(slices.Sorted(slices.Values(t.Latencies)), q)
 }
 
 // RunSystem starts sys fresh, writes the load, checks that every

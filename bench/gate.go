@@ -33,24 +33,25 @@ type GateOptions struct {
 	ScrapeInterval time.Duration
 	// History is how much of the fleet's past is backfilled, every
 	// ScrapeInterval, before the deployments are registered: the server
-	// measures the scrape interval (their step) over the last 5 minutes,
-	// and reads from 30 minutes before a deployment's start, one to two
-	// minutes before its registration. Zero means 30m.
+	// measures the scrape interval (their step) over the last 5 minutes
+	// (detect's intervalProbe), and reads from 30 minutes before a
+	// deployment's start (detect's preDeployWindow), one to two minutes
+	// before its registration. Zero means 30m.
 	History time.Duration
 	// Probes is the number of verdict-latency probes. Zero means 20.
 	Probes int
 	// ProbePoll is the time between two reads of the verdict while probes
 	// wait. Zero means 10ms.
 	ProbePoll time.Duration
-	// ProbeTimeout bounds the wait of one probe. Zero means 2m.
-	ProbeTimeout time.Duration
 	// Pollers is the number of concurrent pollers of the poll phase. Zero
 	// means 100.
 	Pollers int
 	// PollDuration is how long the poll phase lasts. Zero means 10s.
 	PollDuration time.Duration
-	// ServerPID, when positive, is the server's pid: its CPU time over each
-	// phase and its peak RSS are read from /proc.
+	// ServerPID is the server's pid, for its CPU time over each phase and
+	// its peak RSS from /proc. Required: the server runs on this host
+	// anyway, since verdicts' evaluation times are read against this
+	// host's clock.
 	ServerPID int
 	// Progress, if set, receives a line per stage of the run and per
 	// probe.
@@ -70,9 +71,6 @@ func (o GateOptions) withDefaults() GateOptions {
 	if o.ProbePoll <= 0 {
 		o.ProbePoll = 10 * time.Millisecond
 	}
-	if o.ProbeTimeout <= 0 {
-		o.ProbeTimeout = 2 * time.Minute
-	}
 	if o.Pollers <= 0 {
 		o.Pollers = 100
 	}
@@ -85,9 +83,16 @@ func (o GateOptions) withDefaults() GateOptions {
 	return o
 }
 
-// gateBake is the deployments' minimum and maximum bake time: they stay
-// pending, and so evaluated every detector tick, however long the run.
-const gateBake = "24h"
+const (
+	// gateBake is the deployments' minimum and maximum bake time: they
+	// stay pending, and so evaluated every detector tick, however long the
+	// run.
+	gateBake = "24h"
+	// probeTimeout bounds the wait of one probe.
+	probeTimeout = 2 * time.Minute
+	// gateRequestTimeout bounds one HTTP request of the benchmark.
+	gateRequestTimeout = 10 * time.Second
+)
 
 // The gate API's JSON, as far as the benchmark writes and reads it. The
 // benchmark is a client of the HTTP API like any deploy tool; importing
@@ -104,14 +109,11 @@ type (
 		MaxBake  string    `json:"max_bake"`
 	}
 	gateDeployment struct {
-		ID      string    `json:"id"`
-		Start   time.Time `json:"start"`
-		Step    string    `json:"step"`
-		step    time.Duration
-		State   string `json:"state"`
-		Verdict *struct {
-			Reason string `json:"reason"`
-		} `json:"verdict"`
+		ID    string    `json:"id"`
+		Start time.Time `json:"start"`
+		Step  string    `json:"step"`
+		step  time.Duration
+		url   string // of its status, GET /api/v1/deployments/{id}
 	}
 	gateStatus struct {
 		ID          string     `json:"id"`
@@ -126,9 +128,6 @@ type (
 func terminal(state string) bool {
 	return state == "pass" || state == "fail" || state == "inconclusive" || state == "aborted"
 }
-
-// gateRequestTimeout bounds one HTTP request of the benchmark.
-const gateRequestTimeout = 10 * time.Second
 
 // GateResult is what RunGate measured.
 type GateResult struct {
@@ -224,28 +223,28 @@ func (r GateResult) MeanSplit() (step, tick, evaluation time.Duration) {
 type PollStats struct {
 	// Pollers is the number of concurrent pollers.
 	Pollers int
-	// Requests counts the requests answered 2xx with a whole body.
+	// Requests counts the requests answered 200 with a whole body.
 	Requests int64
-	// Errors counts the others: transport errors and non-2xx answers.
+	// Errors counts the others: transport errors and other answers.
 	Errors int64
 	// FirstError is one of them: the first that some poller met.
 	FirstError error
 	// Elapsed runs from the first request to the end of the last.
 	Elapsed time.Duration
-	// Latencies are the 2xx requests' times from sending to the last byte
+	// Latencies are the 200 requests' times from sending to the last byte
 	// of the body, sorted.
 	Latencies []time.Duration
 }
 
-// Rate is the 2xx requests per second.
+// Rate is the 200 requests per second.
 func (s PollStats) Rate() float64 { return float64(s.Requests) / s.Elapsed.Seconds() }
 
-// Latency returns the q-quantile of the 2xx requests' latencies by nearest
+// Latency returns the q-quantile of the 200 requests' latencies by nearest
 // rank.
 func (s PollStats) Latency(q float64) time.Duration { return quantile(s.Latencies, q) }
 
 // quantile returns the smallest of sorted with at least a fraction q of
-// sorted at or below it; zero for none.
+// sorted at or below it (the nearest rank, ceil(q*n)); zero for none.
 func quantile(sorted []time.Duration, q float64) time.Duration {
 	if len(sorted) == 0 {
 		return 0
@@ -267,21 +266,20 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 //     verdict in a loop for o.PollDuration.
 //
 // The server must run on this host: the verdicts' evaluation times are
-// compared with this host's clock. Any failed write, non-2xx answer or
+// compared with this host's clock. Any failed write, unexpected answer or
 // transport error, and a deployment that stops being evaluated (a terminal
 // verdict), is an error; RunGate returns what it measured with it.
 func RunGate(ctx context.Context, opts GateOptions) (GateResult, error) {
 	o := opts.withDefaults()
 	var res GateResult
-	if o.URL == "" || o.Fleet == nil {
-		return res, errors.New("bench gate: URL and Fleet are required")
+	if o.URL == "" || o.Fleet == nil || o.ServerPID <= 0 {
+		return res, errors.New("bench gate: URL, Fleet and ServerPID are required")
 	}
 	client := &http.Client{Timeout: gateRequestTimeout}
 	writer := FleetWriter{URL: o.URL + "/api/v1/write", Client: client}
 
 	began := time.Now()
-	last := began
-	if err := writer.Backfill(ctx, o.Fleet, began.Add(-o.History), last, o.ScrapeInterval); err != nil {
+	if err := writer.Backfill(ctx, o.Fleet, began.Add(-o.History), began, o.ScrapeInterval); err != nil {
 		return res, fmt.Errorf("backfill: %w", err)
 	}
 	fmt.Fprintf(o.Progress, "backfilled %s of %d hosts every %s in %s\n", o.History, o.Fleet.Hosts, o.ScrapeInterval,
@@ -292,50 +290,38 @@ func RunGate(ctx context.Context, opts GateOptions) (GateResult, error) {
 	fed := make(chan struct{})
 	go func() {
 		defer close(fed)
-		f.run(feedCtx, writer, o.Fleet, last, o.ScrapeInterval)
+		f.run(feedCtx, writer, o.Fleet, began, o.ScrapeInterval)
 	}()
 	defer func() { stopFeed(); <-fed }()
 
-	cpuBefore, err := serverCPU(o.ServerPID)
+	server0, _, err := gateCPU(o.ServerPID)
 	if err != nil {
 		return res, err
 	}
 	probeStart := time.Now()
 	var dep *gateDeployment
-	res.Probes, dep, err = probeVerdicts(ctx, client, o.URL, f, o)
+	res.Probes, dep, err = probeVerdicts(ctx, client, f, o)
 	res.ProbeElapsed = time.Since(probeStart)
 	if err != nil {
 		return res, err
 	}
 	res.DeploymentID, res.Step = dep.ID, dep.step
-	statusURL := o.URL + "/api/v1/deployments/" + url.PathEscape(dep.ID)
-	cpuMid, err := serverCPU(o.ServerPID)
+	server1, self1, err := gateCPU(o.ServerPID)
 	if err != nil {
 		return res, err
 	}
-	res.ProbeCPU = cpuMid - cpuBefore
+	res.ProbeCPU = server1 - server0
 	fmt.Fprintf(o.Progress, "%d probes in %s: median verdict latency %s\n", len(res.Probes),
 		res.ProbeElapsed.Round(time.Millisecond), res.VerdictLatency(0.5).Round(time.Millisecond))
 
-	clientBefore, err := ProcessCPU(os.Getpid())
+	res.Poll = pollVerdicts(ctx, dep.url, o.Pollers, o.PollDuration)
+	server2, self2, err := gateCPU(o.ServerPID)
 	if err != nil {
 		return res, err
 	}
-	res.Poll = pollVerdicts(ctx, statusURL, o.Pollers, o.PollDuration)
-	clientAfter, err := ProcessCPU(os.Getpid())
-	if err != nil {
+	res.PollCPU, res.PollClientCPU = server2-server1, self2-self1
+	if res.PeakRSS, err = PeakRSS(o.ServerPID); err != nil {
 		return res, err
-	}
-	res.PollClientCPU = clientAfter - clientBefore
-	cpuAfter, err := serverCPU(o.ServerPID)
-	if err != nil {
-		return res, err
-	}
-	res.PollCPU = cpuAfter - cpuMid
-	if o.ServerPID > 0 {
-		if res.PeakRSS, err = PeakRSS(o.ServerPID); err != nil {
-			return res, err
-		}
 	}
 	fmt.Fprintf(o.Progress, "%d pollers for %s: %d requests, %d errors\n", o.Pollers, o.PollDuration, res.Poll.Requests, res.Poll.Errors)
 	select {
@@ -349,12 +335,11 @@ func RunGate(ctx context.Context, opts GateOptions) (GateResult, error) {
 	return res, nil
 }
 
-// serverCPU is the server's CPU time so far, or zero without a pid.
-func serverCPU(pid int) (time.Duration, error) {
-	if pid <= 0 {
-		return 0, nil
-	}
-	return ProcessCPU(pid)
+// gateCPU returns the CPU time the server and this process have used.
+func gateCPU(serverPID int) (server, self time.Duration, err error) {
+	server, err1 := ProcessCPU(serverPID)
+	self, err2 := ProcessCPU(os.Getpid())
+	return server, self, errors.Join(err1, err2)
 }
 
 // scrapeAck is a live scrape stamped sample and acknowledged at acked.
@@ -397,43 +382,21 @@ func (g *gateFeed) run(ctx context.Context, w FleetWriter, f *Fleet, prev time.T
 // start on, with the other hosts as its baseline, and returns it as the
 // server stored it.
 func registerGate(ctx context.Context, client *http.Client, base string, f *Fleet, start time.Time) (*gateDeployment, error) {
-	body, err := json.Marshal(gateRegistration{
+	reg := gateRegistration{
 		Service: f.Service, Version: f.CanaryVersion, Start: start,
 		Canary:   fmt.Sprintf(`{service=%q,version=%q}`, f.Service, f.CanaryVersion),
 		Baseline: fmt.Sprintf(`{service=%q,version=%q}`, f.Service, f.Version),
 		MinBake:  gateBake, MaxBake: gateBake,
-	})
-	if err != nil {
-		return nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/deployments", bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("register: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("register: %s: %s", resp.Status, bytes.TrimSpace(msg))
 	}
 	var d gateDeployment
-	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+	if err := gateCall(ctx, client, http.MethodPost, base+"/api/v1/deployments", reg, http.StatusCreated, &d); err != nil {
 		return nil, fmt.Errorf("register: %w", err)
 	}
-	if terminal(d.State) {
-		reason := ""
-		if d.Verdict != nil {
-			reason = d.Verdict.Reason
-		}
-		return nil, fmt.Errorf("register: %s is already %s: %s", d.ID, d.State, reason)
-	}
-	if d.step, err = time.ParseDuration(d.Step); err != nil || d.step <= 0 {
+	step, err := time.ParseDuration(d.Step)
+	if err != nil || step <= 0 {
 		return nil, fmt.Errorf("register: %s: step %q: %v", d.ID, d.Step, err)
 	}
+	d.step, d.url = step, base+"/api/v1/deployments/"+url.PathEscape(d.ID)
 	return &d, nil
 }
 
@@ -442,24 +405,25 @@ func registerGate(ctx context.Context, client *http.Client, base string, f *Flee
 // ago, so its first two steps (left out of every verdict) are past and its
 // step grid falls at a random phase of the detector's ticks, as a real
 // deployment's does; it takes the next live scrape as the probe, and
-// aborts the deployment once the probe is measured, but the last, which it
-// returns.
-func probeVerdicts(ctx context.Context, client *http.Client, base string, f *gateFeed, o GateOptions) ([]VerdictProbe, *gateDeployment, error) {
+// aborts the deployment once the probe is measured, so the detector
+// evaluates one at a time, but the last, which it returns.
+func probeVerdicts(ctx context.Context, client *http.Client, f *gateFeed, o GateOptions) ([]VerdictProbe, *gateDeployment, error) {
 	rng := rand.New(rand.NewPCG(o.Fleet.Seed, 0x57a7))
 	var probes []VerdictProbe
 	var dep *gateDeployment
 	for range o.Probes {
 		if dep != nil {
-			if err := abortGate(ctx, client, base, dep.ID); err != nil {
-				return probes, nil, err
+			abort := map[string]string{"reason": "bench gate: probe measured"}
+			if err := gateCall(ctx, client, http.MethodPost, dep.url+"/abort", abort, http.StatusOK, nil); err != nil {
+				return probes, nil, fmt.Errorf("abort %s: %w", dep.ID, err)
 			}
 		}
 		start := time.Now().Add(-time.Minute - time.Duration(rng.Int64N(int64(time.Minute))))
 		var err error
-		if dep, err = registerGate(ctx, client, base, o.Fleet, start); err != nil {
+		if dep, err = registerGate(ctx, client, o.URL, o.Fleet, start); err != nil {
 			return probes, nil, err
 		}
-		p, err := probeOne(ctx, client, base+"/api/v1/deployments/"+url.PathEscape(dep.ID), dep, time.Now(), f, o)
+		p, err := probeOne(ctx, client, dep, f, o.ProbePoll)
 		if err != nil {
 			return probes, nil, err
 		}
@@ -472,10 +436,11 @@ func probeVerdicts(ctx context.Context, client *http.Client, base string, f *gat
 	return probes, dep, nil
 }
 
-// probeOne takes the first live scrape stamped after registered as the
-// probe of dep and reads its verdict at statusURL every o.ProbePoll until
-// one reflects the scrape.
-func probeOne(ctx context.Context, client *http.Client, statusURL string, dep *gateDeployment, registered time.Time, f *gateFeed, o GateOptions) (VerdictProbe, error) {
+// probeOne takes the first live scrape stamped after its call, just after
+// dep's registration, as the probe of dep and reads dep's verdict every
+// poll until one reflects the scrape.
+func probeOne(ctx context.Context, client *http.Client, dep *gateDeployment, f *gateFeed, poll time.Duration) (VerdictProbe, error) {
+	registered := time.Now()
 	var p VerdictProbe
 	for p.Sample.IsZero() {
 		select {
@@ -488,12 +453,11 @@ func probeOne(ctx context.Context, client *http.Client, statusURL string, dep *g
 				continue
 			}
 			// The first grid point at or after the sample.
-			step := dep.step
-			k := (a.sample.Sub(dep.Start) + step - 1) / step
-			p = VerdictProbe{Sample: a.sample, Acked: a.acked, StepEnd: dep.Start.Add(k * step)}
+			k := (a.sample.Sub(dep.Start) + dep.step - 1) / dep.step
+			p = VerdictProbe{Sample: a.sample, Acked: a.acked, StepEnd: dep.Start.Add(k * dep.step)}
 		}
 	}
-	tick := time.NewTicker(o.ProbePoll)
+	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	for {
 		select {
@@ -503,11 +467,13 @@ func probeOne(ctx context.Context, client *http.Client, statusURL string, dep *g
 			return p, err
 		case <-tick.C:
 		}
-		st, err := getStatus(ctx, client, statusURL)
+		var st gateStatus
+		err := gateCall(ctx, client, http.MethodGet, dep.url, nil, http.StatusOK, &st)
 		seen := time.Now().Round(0) // wall clock, as the server's
 		switch {
 		case err != nil:
 			return p, err
+		// Also what a registration that came back terminal meets.
 		case terminal(st.Verdict):
 			return p, fmt.Errorf("deployment %s reached %s (%s): the detector no longer evaluates it", st.ID, st.Verdict, st.Reason)
 		// data_through is the last step the evaluation covered: it reflects
@@ -515,57 +481,11 @@ func probeOne(ctx context.Context, client *http.Client, statusURL string, dep *g
 		case st.Updated.After(p.Acked) && st.DataThrough != nil && !st.DataThrough.Before(p.StepEnd):
 			p.Evaluated, p.Seen = st.Updated, seen
 			return p, nil
-		case seen.Sub(p.Acked) > o.ProbeTimeout:
+		case seen.Sub(p.Acked) > probeTimeout:
 			return p, fmt.Errorf("deployment %s: no verdict reflected the sample at %s within %s; the last was evaluated at %s",
-				st.ID, p.Sample.Format(time.RFC3339Nano), o.ProbeTimeout, st.Updated.Format(time.RFC3339Nano))
+				st.ID, p.Sample.Format(time.RFC3339Nano), probeTimeout, st.Updated.Format(time.RFC3339Nano))
 		}
 	}
-}
-
-// abortGate aborts a deployment whose probe is measured, so the detector
-// evaluates one deployment at a time.
-func abortGate(ctx context.Context, client *http.Client, base, id string) error {
-	body, err := json.Marshal(map[string]string{"reason": "bench gate: probe measured"})
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/deployments/"+url.PathEscape(id)+"/abort", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("abort %s: %w", id, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("abort %s: %s: %s", id, resp.Status, bytes.TrimSpace(msg))
-	}
-	return nil
-}
-
-// getStatus reads a deployment's verdict; anything but 200 is an error.
-func getStatus(ctx context.Context, client *http.Client, statusURL string) (gateStatus, error) {
-	var st gateStatus
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, statusURL, nil)
-	if err != nil {
-		return st, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return st, fmt.Errorf("GET %s: %s: %s", statusURL, resp.Status, bytes.TrimSpace(msg))
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return st, fmt.Errorf("GET %s: %w", statusURL, err)
-	}
-	return st, nil
 }
 
 // pollVerdicts runs pollers concurrent GET loops on statusURL for
@@ -588,7 +508,7 @@ func pollVerdicts(ctx context.Context, statusURL string, pollers int, duration t
 			var first error
 			for ctx.Err() == nil && time.Now().Before(end) {
 				t0 := time.Now()
-				if err := getDiscard(ctx, client, statusURL); err != nil {
+				if err := gateCall(ctx, client, http.MethodGet, statusURL, nil, http.StatusOK, nil); err != nil {
 					errs++
 					if first == nil {
 						first = err
@@ -617,24 +537,42 @@ func pollVerdicts(ctx context.Context, statusURL string, pollers int, duration t
 	return s
 }
 
-// getDiscard GETs u and reads the body to its end; anything but 2xx is an
-// error.
-func getDiscard(ctx context.Context, client *http.Client, u string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+// gateCall sends a request of method to u, with in as its JSON body
+// unless in is nil, and wants the status code want; it decodes the
+// answer's body into out unless out is nil, and else reads it to its end,
+// so that the connection is kept alive.
+func gateCall(ctx context.Context, client *http.Client, method, u string, in any, want int, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
+	if resp.StatusCode != want {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("GET %s: %s: %s", u, resp.Status, bytes.TrimSpace(msg))
+		return fmt.Errorf("%s %s: %s: %s", method, u, resp.Status, bytes.TrimSpace(msg))
 	}
-	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-		return fmt.Errorf("GET %s: reading the body: %w", u, err)
+	if out != nil {
+		err = json.NewDecoder(resp.Body).Decode(out)
+	} else {
+		_, err = io.Copy(io.Discard, resp.Body)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: reading the answer: %w", method, u, err)
 	}
 	return nil
 }

@@ -81,15 +81,15 @@ func (s System) Settle(ctx context.Context, in *Instance) error {
 func (s System) Disk(ctx context.Context, in *Instance) (Disk, error) { return s.disk(ctx, in) }
 
 // ImmuneSystem is Immune run from bin, with writes acknowledged only once
-// synced to disk.
-func ImmuneSystem(bin string) System {
+// synced to disk; extra are more flags for `immune serve`.
+func ImmuneSystem(bin string, extra ...string) System {
 	return System{
 		Name:          "immune",
 		RemoteWriteV2: true,
 		peer: func(addr string) PeerSpec {
 			return PeerSpec{Name: "immune", Binary: bin,
 				Args: func(dir string) []string {
-					return []string{"serve", "--data-dir", dir, "--http-listen", addr, "--opentsdb-listen=", "--log-level", "warn"}
+					return append([]string{"serve", "--data-dir", dir, "--http-listen", addr, "--opentsdb-listen=", "--log-level", "warn"}, extra...)
 				},
 				ReadyURL: "http://" + addr + "/-/ready"}
 		},

@@ -47,22 +47,13 @@ func runBenchGate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	addr, err := bench.FreeAddr()
+	server, err := bench.ImmuneSystem(self, "--detect-interval", detectInterval.String()).Start(ctx)
 	if err != nil {
 		return err
 	}
-	peer, err := bench.StartPeer(ctx, bench.PeerSpec{Name: "immune", Binary: self,
-		Args: func(dir string) []string {
-			return []string{"serve", "--data-dir", dir, "--http-listen", addr, "--opentsdb-listen=",
-				"--detect-interval", detectInterval.String()}
-		},
-		ReadyURL: "http://" + addr + "/-/ready"})
-	if err != nil {
-		return err
-	}
-	o.URL, o.ServerPID = "http://"+addr, peer.Pid()
+	o.URL, o.ServerPID = server.APIURL, server.Pid()
 	res, err := bench.RunGate(ctx, o)
-	err = errors.Join(err, peer.Stop())
+	err = errors.Join(err, server.Stop())
 	if res.Poll.Requests > 0 || res.Poll.Errors > 0 {
 		printGateTable(stdout, res, o, *detectInterval)
 	}
@@ -75,8 +66,8 @@ func runBenchGate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 func printGateTable(w io.Writer, r bench.GateResult, o bench.GateOptions, detectInterval time.Duration) {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 	step, tick, eval := r.MeanSplit()
-	fmt.Fprintf(w, "fleet: %d hosts (1 canary) scraped every %s on average; step %s; detect interval %s; verdict read every %s; %d CPUs; polled %s\n\n",
-		o.Fleet.Hosts, o.ScrapeInterval, r.Step, detectInterval, o.ProbePoll, runtime.NumCPU(), r.DeploymentID)
+	fmt.Fprintf(w, "fleet: %d hosts (%d canary) scraped every %s on average; step %s; detect interval %s; verdict read every %s; %d CPUs; polled %s\n\n",
+		o.Fleet.Hosts, o.Fleet.Canary, o.ScrapeInterval, r.Step, detectInterval, o.ProbePoll, runtime.NumCPU(), r.DeploymentID)
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
 	fmt.Fprintln(tw, "| figure\t| value\t|")
 	fmt.Fprintln(tw, "|---\t|---\t|")
