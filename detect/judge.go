@@ -67,8 +67,7 @@ type MetricData struct {
 // time, when it is inconclusive.
 func Judge(d *Deployment, p Profile, data []MetricData, now time.Time, opts JudgeOptions) Verdict {
 	opts = opts.withDefaults()
-	stage, _, _ := d.StageAt(now)
-	v := Verdict{At: now, Stage: stage, DataThrough: dataThrough(d, now)}
+	v := verdictAt(d, now)
 	critical := 0 // the metrics that can fail the deployment share its error budget
 	for _, m := range p.Metrics {
 		if m.decides() {

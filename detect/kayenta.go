@@ -20,8 +20,7 @@ import (
 // interval, as Kayenta's standalone analysis does, peeks without
 // correction: that is the point of comparing against it.
 func KayentaJudge(d *Deployment, p Profile, data []MetricData, now time.Time) Verdict {
-	stage, _, _ := d.StageAt(now)
-	v := Verdict{At: now, Stage: stage, DataThrough: dataThrough(d, now)}
+	v := verdictAt(d, now)
 	passing, counted := 0, 0
 	var failed []string
 	for i, m := range p.Metrics {

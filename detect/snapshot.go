@@ -2,7 +2,6 @@ package detect
 
 import (
 	"container/list"
-	"encoding/json"
 	"sync"
 	"sync/atomic"
 )
@@ -11,7 +10,13 @@ import (
 // memory for the readers that poll it (the gate's status endpoint). It
 // never changes: the next write of the deployment makes a new one.
 type Snapshot struct {
-	d *Deployment
+	id string
+	// val is the deployment's JSON as the store holds it. The first reader
+	// decodes it, outside the store's lock: a write only keeps its bytes.
+	val  []byte
+	once sync.Once
+	d    *Deployment
+	err  error
 	// enc is the last encoding asked of the snapshot, with its bytes.
 	enc atomic.Pointer[encoded]
 }
@@ -19,6 +24,12 @@ type Snapshot struct {
 type encoded struct {
 	by *Encoding
 	b  []byte
+}
+
+// decode decodes the snapshot's deployment, once for all its readers.
+func (s *Snapshot) decode() error {
+	s.once.Do(func() { s.d, s.err = decodeDeployment(s.id, s.val) })
+	return s.err
 }
 
 // Deployment returns the deployment. It is shared by every reader of the
@@ -54,24 +65,19 @@ func (s *Snapshot) Encode(e *Encoding) ([]byte, error) {
 
 // snapshotCacheSize bounds the snapshots kept. The cache is an LRU filled
 // by reads, so it holds the deployments being polled, which are the
-// active ones, whatever their number ever registered. A snapshot of the
-// default profile's verdict with its status JSON is about 10 KB, so the
-// bound is about 10 MB; deployments polled beyond it are read from disk,
-// as they were before the cache.
+// active ones, whatever their number ever registered. A snapshot holds
+// its deployment's JSON, the deployment decoded and one encoding of it,
+// all of which grow with the profile's metrics; deployments polled beyond
+// the bound are read from disk, as they were before the cache.
 const snapshotCacheSize = 1024
 
 // snapshotCache keeps the snapshots of the deployments read lately, least
 // recently read first out. Its methods are safe for concurrent use; the
-// Store keeps it true to the disk (see Snapshot).
+// Store keeps it true to the disk (see Store.Snapshot).
 type snapshotCache struct {
 	mu   sync.Mutex
-	byID map[string]*list.Element // of *cacheEntry
+	byID map[string]*list.Element // of *Snapshot
 	lru  *list.List               // front: most recently read
-}
-
-type cacheEntry struct {
-	id   string
-	snap *Snapshot
 }
 
 func newSnapshotCache() *snapshotCache {
@@ -87,33 +93,35 @@ func (c *snapshotCache) get(id string) *Snapshot {
 		return nil
 	}
 	c.lru.MoveToFront(e)
-	return e.Value.(*cacheEntry).snap
+	return e.Value.(*Snapshot)
 }
 
-// put caches snap as id's snapshot, in place of any other, and evicts the
-// least recently read beyond the bound.
-func (c *snapshotCache) put(id string, snap *Snapshot) {
+// put caches snap, in place of any other of its deployment, and evicts
+// the least recently read beyond the bound.
+func (c *snapshotCache) put(snap *Snapshot) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.byID[id]; ok {
-		e.Value.(*cacheEntry).snap = snap
+	if e, ok := c.byID[snap.id]; ok {
+		e.Value = snap
 		c.lru.MoveToFront(e)
 		return
 	}
-	c.byID[id] = c.lru.PushFront(&cacheEntry{id: id, snap: snap})
+	c.byID[snap.id] = c.lru.PushFront(snap)
 	if c.lru.Len() > snapshotCacheSize {
 		oldest := c.lru.Back()
 		c.lru.Remove(oldest)
-		delete(c.byID, oldest.Value.(*cacheEntry).id)
+		delete(c.byID, oldest.Value.(*Snapshot).id)
 	}
 }
 
-// has reports whether id has a cached snapshot.
-func (c *snapshotCache) has(id string) bool {
+// refresh replaces id's snapshot, if one is cached, by one of val.
+func (c *snapshotCache) refresh(id string, val []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, ok := c.byID[id]
-	return ok
+	if e, ok := c.byID[id]; ok {
+		e.Value = &Snapshot{id: id, val: val}
+		c.lru.MoveToFront(e)
+	}
 }
 
 // drop forgets id's snapshot.
@@ -133,43 +141,49 @@ func (c *snapshotCache) drop(id string) {
 // and dropped under s.mu, which every write of a deployment holds: a
 // read that misses reads the disk and fills the cache under it, and a
 // write refreshes the entry (or drops it, if the write failed) before it
-// lets go. So while s.mu is free every cached snapshot is what the disk
-// holds, and no read from before a write can be cached after it. A read
-// that hits never waits for a write; one that misses may wait for one
-// write's sync.
+// lets go. So while s.mu is free every cached snapshot holds the bytes
+// the disk holds, and no read from before a write can be cached after it.
+// A read that hits never waits for a write; one that misses may wait for
+// one write's sync. Decoding is the readers' work, outside s.mu.
 func (s *Store) Snapshot(id string) (*Snapshot, error) {
-	if snap := s.cache.get(id); snap != nil {
-		return snap, nil
+	snap := s.cache.get(id)
+	if snap == nil {
+		var err error
+		if snap, err = s.fillSnapshot(id); err != nil {
+			return nil, err
+		}
 	}
+	if err := snap.decode(); err != nil {
+		return nil, err
+	}
+	return snap, nil
+}
+
+// fillSnapshot reads id's deployment from disk into the cache, under s.mu.
+func (s *Store) fillSnapshot(id string) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// Pollers that missed together wait here; the first fills for all.
 	if snap := s.cache.get(id); snap != nil {
 		return snap, nil
 	}
-	d, err := s.Get(id)
+	val, err := s.getRaw(id)
 	if err != nil {
 		return nil, err
 	}
-	snap := &Snapshot{d: d}
-	s.cache.put(id, snap)
+	snap := &Snapshot{id: id, val: val}
+	s.cache.put(snap)
 	return snap, nil
 }
 
 // wroteLocked keeps id's cached snapshot true after a write under s.mu
 // that stored val, or failed (val nil, the disk in doubt): a cached
 // snapshot is replaced by val's, so the pollers of an active deployment
-// never go to disk, or dropped.
+// never go to disk, or dropped. val must not change afterwards.
 func (s *Store) wroteLocked(id string, val []byte) {
-	if !s.cache.has(id) {
-		return
-	}
-	// Decoded from what was stored, so the snapshot is exactly what a
-	// read from disk returns and shares nothing with the writer's value.
-	var d Deployment
-	if val == nil || json.Unmarshal(val, &d) != nil {
+	if val == nil {
 		s.cache.drop(id)
 		return
 	}
-	s.cache.put(id, &Snapshot{d: &d})
+	s.cache.refresh(id, val)
 }

@@ -2,7 +2,6 @@ package detect
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,55 +11,18 @@ import (
 	"time"
 )
 
-// flatSource answers every range query with one series of ones, a point
-// per step. It is safe for concurrent use.
-type flatSource struct{}
-
-func (flatSource) QueryRange(_ context.Context, _ string, start, end time.Time, step time.Duration) ([]Series, error) {
-	var s Series
-	for at := start; !at.After(end); at = at.Add(step) {
-		s.Points = append(s.Points, Point{T: at.UnixMilli(), V: 1})
-	}
-	return []Series{s}, nil
-}
-
-// testClock is a service clock the test moves.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-// snapshotService is a service over a fresh store and flatSource, with the
-// clock at t0 + 95s, and a deployment of countProfile registered from t0
-// with a 30s step.
-func snapshotService(t *testing.T, opts Options) (*Service, *Store, *testClock, string) {
+// snapshotService is a service over a fresh store and askedSource, with
+// the clock at t0 + 95s, and testDeployment registered.
+func snapshotService(t *testing.T, opts Options) (*Service, *Store, *simClock, string) {
 	t.Helper()
-	store, err := OpenStore(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	clock := &testClock{now: t0.Add(95 * time.Second)}
+	store := openTestStore(t, t.TempDir())
+	clock := &simClock{now: t0.Add(95 * time.Second)}
 	opts.Now, opts.Profiles = clock.Now, []Profile{countProfile()}
-	svc, err := NewService(store, flatSource{}, opts)
+	svc, err := NewService(store, askedSource{}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := svc.Register(t.Context(), &Deployment{Service: "checkout", Version: "v2", Start: t0,
-		Canary: `{version="v2"}`, Baseline: `{version="v1"}`, Profile: "p",
-		MinBake: Duration(5 * time.Minute), MaxBake: Duration(time.Hour), Step: Duration(30 * time.Second)})
+	d, err := svc.Register(t.Context(), testDeployment())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,9 +74,12 @@ func TestSnapshotFollowsEveryWrite(t *testing.T) {
 	}
 	step := func(what string, write func() error, check func(*Deployment) bool) {
 		t.Helper()
-		clock.Add(10 * time.Second)
+		clock.Set(clock.Now().Add(10 * time.Second))
 		if err := write(); err != nil {
 			t.Fatalf("%s: %v", what, err)
+		}
+		if store.cache.get(id) == nil {
+			t.Errorf("%s: the write dropped the cached snapshot", what)
 		}
 		snap := checkSnapshot(t, store, id, what)
 		if snap == prev {
@@ -221,7 +186,9 @@ func TestSnapshotConcurrent(t *testing.T) {
 			}
 		})
 	}
-	// Evictions make readers miss and fill while the writes go on.
+	// Evictions make readers miss and fill while the writes go on. The
+	// pause paces them and waits for nothing: an entry must live between
+	// two evictions for a stale fill to be read.
 	wg.Go(func() {
 		for {
 			select {
@@ -267,16 +234,39 @@ func TestSnapshotConcurrent(t *testing.T) {
 	checkSnapshot(t, store, id, "the race")
 }
 
+// TestSnapshotEncodesOnce reads a snapshot's encoding again and again:
+// it is encoded once, and another encoding gets its own bytes.
+func TestSnapshotEncodesOnce(t *testing.T) {
+	_, store, _, id := snapshotService(t, Options{})
+	snap, err := store.Snapshot(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	idOnly := NewEncoding(func(d *Deployment) ([]byte, error) { calls++; return []byte(d.ID), nil })
+	for range 3 {
+		if b, err := snap.Encode(idOnly); err != nil || string(b) != id {
+			t.Fatalf("encoded %q, %v; want %q", b, err, id)
+		}
+	}
+	if calls != 1 {
+		t.Errorf("encoded %d times, want once", calls)
+	}
+	if b, err := snap.Encode(deploymentJSON); err != nil || !bytes.HasPrefix(b, []byte(`{"id":`)) {
+		t.Errorf("another encoding answered %q, %v", b, err)
+	}
+}
+
 func TestSnapshotCacheBound(t *testing.T) {
 	c := newSnapshotCache()
 	for i := range snapshotCacheSize {
-		c.put(strconv.Itoa(i), &Snapshot{})
+		c.put(&Snapshot{id: strconv.Itoa(i)})
 	}
 	// Reading the oldest makes the second oldest the first out.
 	if c.get("0") == nil {
 		t.Fatal("0 is not cached")
 	}
-	c.put("new", &Snapshot{})
+	c.put(&Snapshot{id: "new"})
 	if c.lru.Len() != snapshotCacheSize || len(c.byID) != snapshotCacheSize {
 		t.Fatalf("%d entries (%d by ID), want %d", c.lru.Len(), len(c.byID), snapshotCacheSize)
 	}
@@ -306,7 +296,7 @@ func TestVerdictDataThrough(t *testing.T) {
 	}
 	// At t0+2h2m, a grid time, past the maximum bake: the grid time itself
 	// is covered.
-	clock.Add(2*time.Hour + 25*time.Second)
+	clock.Set(clock.Now().Add(2*time.Hour + 25*time.Second))
 	want := t0.Add(2*time.Hour + 2*time.Minute)
 	if d, err = svc.Evaluate(t.Context(), id); err != nil {
 		t.Fatal(err)

@@ -110,14 +110,17 @@ func lastStep(start time.Time, step time.Duration, now time.Time) time.Time {
 	return start.Add(k * step)
 }
 
-// dataThrough is a verdict's DataThrough when judged at now, in now's
-// location, as its At is; nil without a step.
-func dataThrough(d *Deployment, now time.Time) *time.Time {
-	if d.Step <= 0 {
-		return nil
+// verdictAt starts a verdict on d judged at now with what every judge
+// sets alike: its time, its stage and its DataThrough, in now's location
+// as At is (none without a step).
+func verdictAt(d *Deployment, now time.Time) Verdict {
+	stage, _, _ := d.StageAt(now)
+	v := Verdict{At: now, Stage: stage}
+	if d.Step > 0 {
+		t := lastStep(d.Start, time.Duration(d.Step), now).In(now.Location())
+		v.DataThrough = &t
 	}
-	t := lastStep(d.Start, time.Duration(d.Step), now).In(now.Location())
-	return &t
+	return v
 }
 
 // segments splits [start+step, now] into the stages' spans, each aligned to

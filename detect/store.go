@@ -31,7 +31,7 @@ var ErrNotFound = errors.New("deployment not found")
 // "h" id 0x00 seq(8) → verdict JSON; "p" name → profile JSON.
 //
 // Every write of a "d" key goes through putLocked or Record, under mu,
-// which keep the snapshot cache true (snapshot.go).
+// which keep the snapshot cache true (Store.Snapshot).
 type Store struct {
 	db *pebble.DB
 	// mu serialises writes of deployments, read-modify-write updates
@@ -95,6 +95,16 @@ func (s *Store) putLocked(d *Deployment) error {
 // Get returns the deployment with this ID, read from disk: the caller may
 // modify it. Snapshot serves readers that poll.
 func (s *Store) Get(id string) (*Deployment, error) {
+	val, err := s.getRaw(id)
+	if err != nil {
+		return nil, err
+	}
+	return decodeDeployment(id, val)
+}
+
+// getRaw returns the stored JSON of the deployment with this ID, a copy
+// the caller may keep.
+func (s *Store) getRaw(id string) ([]byte, error) {
 	val, closer, err := s.db.Get(deploymentKey(id))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
@@ -103,6 +113,11 @@ func (s *Store) Get(id string) (*Deployment, error) {
 		return nil, err
 	}
 	defer closer.Close()
+	return bytes.Clone(val), nil
+}
+
+// decodeDeployment decodes the stored JSON of the deployment with this ID.
+func decodeDeployment(id string, val []byte) (*Deployment, error) {
 	var d Deployment
 	if err := json.Unmarshal(val, &d); err != nil {
 		return nil, fmt.Errorf("deployment %q: %w", id, err)

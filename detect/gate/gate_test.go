@@ -42,18 +42,26 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
+// newService returns a service on src, on clock, with a fresh deployment
+// store.
+func newService(tb testing.TB, src detect.Source, clock *detecttest.Clock, profiles ...detect.Profile) *detect.Service {
+	tb.Helper()
+	store, err := detect.OpenStore(tb.TempDir(), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { store.Close() })
+	svc, err := detect.NewService(store, src, detect.Options{Now: clock.Now, Profiles: profiles})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return svc
+}
+
 // serve starts the API over a service on src with a fresh deployment store.
 func (e *env) serve(t *testing.T, src detect.Source, profiles ...detect.Profile) {
 	t.Helper()
-	store, err := detect.OpenStore(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	e.svc, err = detect.NewService(store, src, detect.Options{Now: e.clock.Now, Profiles: profiles})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.svc = newService(t, src, e.clock, profiles...)
 	mux := http.NewServeMux()
 	New(e.svc, Options{}).Register(mux)
 	e.srv = httptest.NewServer(mux)

@@ -1,12 +1,12 @@
 package gate
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
-	"github.com/immune-dev/immune/detect"
 	"github.com/immune-dev/immune/internal/detecttest"
 )
 
@@ -16,18 +16,13 @@ import (
 // as the handler did before snapshots, read from disk, decoded and
 // encoded on every request ("from-disk").
 func BenchmarkGateStatus(b *testing.B) {
-	store, err := detect.OpenStore(b.TempDir(), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { store.Close() })
 	clock := detecttest.NewClock()
-	svc, err := detect.NewService(store, detecttest.NewFleet(), detect.Options{Now: clock.Now, Profiles: []detect.Profile{testProfile()}})
-	if err != nil {
+	svc := newService(b, detecttest.NewFleet(), clock, testProfile())
+	var reg Registration
+	if err := json.Unmarshal([]byte(registration(nil)), &reg); err != nil {
 		b.Fatal(err)
 	}
-	d, err := svc.Register(b.Context(), Registration{Service: "checkout", Version: "v2", Profile: "test",
-		Canary: `{app="checkout",version="v2"}`, Baseline: `{app="checkout",version!="v2"}`}.deployment())
+	d, err := svc.Register(b.Context(), reg.deployment())
 	if err != nil {
 		b.Fatal(err)
 	}
