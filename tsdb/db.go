@@ -95,12 +95,17 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	cache := pebble.NewCache(opts.CacheSize)
+	// Pebble reserves every live memtable's size from its block cache, so
+	// the cache is sized for them too: with the cache alone, two 64 MiB
+	// memtables left a 128 MiB cache no room and every query read its
+	// blocks from the files.
+	const memTables = 4
+	cache := pebble.NewCache(opts.CacheSize + memTables*int64(opts.MemTableSize))
 	defer cache.Unref()
 	popts := &pebble.Options{
 		Cache:                       cache,
 		MemTableSize:                opts.MemTableSize,
-		MemTableStopWritesThreshold: 4,
+		MemTableStopWritesThreshold: memTables,
 		L0CompactionThreshold:       4,
 		L0StopWritesThreshold:       24,
 		FormatMajorVersion:          pebble.FormatNewest,

@@ -658,3 +658,35 @@ func TestBackfillCheckpointsEarly(t *testing.T) {
 		t.Fatalf("head counts %d series, want 0", n)
 	}
 }
+
+// TestQueriesHitTheBlockCache guards the cache's budget: Pebble reserves
+// each memtable's size from its block cache, and a cache sized without them
+// kept nothing, so every query read all its blocks from the files again.
+func TestQueriesHitTheBlockCache(t *testing.T) {
+	// Enough writes for Pebble to grow its memtables to their full size.
+	db := openTestDB(t, t.TempDir(), Options{CacheSize: 4 << 20, MemTableSize: 4 << 20})
+	defer db.Close()
+	var samples []sample
+	for i := range 240 {
+		samples = append(samples, sample{baseMs(time.Duration(i) * time.Minute), float64(i)})
+	}
+	for s := range 2000 {
+		appendSamples(t, db, labels.FromStrings("__name__", "m", "s", strconv.Itoa(s)), samples...)
+	}
+	if err := db.Compact(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m := labels.MustNewMatcher(labels.MatchEqual, "__name__", "m")
+	query(t, db, 0, baseMs(24*time.Hour), m)
+	before := db.pdb.Metrics().BlockCache
+	if got := query(t, db, 0, baseMs(24*time.Hour), m); len(got) != 2000 {
+		t.Fatalf("%d series, want 2000", len(got))
+	}
+	after := db.pdb.Metrics().BlockCache
+	if after.Hits == before.Hits {
+		t.Fatal("the query read no blocks: the test no longer tests anything")
+	}
+	if misses := after.Misses - before.Misses; misses > 0 {
+		t.Fatalf("a repeated query missed the block cache %d times (cache holds %d bytes)", misses, after.Size)
+	}
+}

@@ -34,7 +34,8 @@ type Options struct {
 	// 1 hour.
 	RetentionInterval time.Duration
 
-	// CacheSize is Pebble's block cache size in bytes. Zero means 128 MiB.
+	// CacheSize is the memory for Pebble's block cache, in bytes, on top
+	// of the memtables. Zero means 128 MiB.
 	CacheSize int64
 
 	// MemTableSize is Pebble's memtable size in bytes. Zero means 64 MiB.
