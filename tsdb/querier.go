@@ -196,10 +196,14 @@ func (q *querier) matchingLabels(ctx context.Context, ms []*labels.Matcher) ([]l
 	if err != nil {
 		return nil, err
 	}
+	lr, err := q.db.newLabelReader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer lr.close()
 	out := make([]labels.Labels, 0, len(ids))
-	var sb labels.ScratchBuilder
 	for _, id := range ids {
-		ls, err := q.db.labelsOf(id, &sb)
+		ls, err := q.db.labelsOf(id, lr)
 		if err != nil {
 			return nil, err
 		}
@@ -209,11 +213,11 @@ func (q *querier) matchingLabels(ctx context.Context, ms []*labels.Matcher) ([]l
 }
 
 // labelsOf returns the labels of series id, from the head when it is there.
-func (db *DB) labelsOf(id uint64, sb *labels.ScratchBuilder) (labels.Labels, error) {
+func (db *DB) labelsOf(id uint64, lr *labelReader) (labels.Labels, error) {
 	if s := db.head.get(id); s != nil {
 		return s.lset, nil
 	}
-	return db.seriesLabels(id, sb)
+	return lr.labels(id)
 }
 
 // series is one selected series with its stored buckets in time order.
@@ -237,7 +241,11 @@ type bucketData struct {
 // dropped, so the Pebble iterator opened afterwards sees it.
 func (db *DB) loadSeries(ctx context.Context, ids []uint64, mint, maxt int64, labelsOnly bool) ([]*series, error) {
 	out := make([]*series, 0, len(ids))
-	var sb labels.ScratchBuilder
+	lr, err := db.newLabelReader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer lr.close()
 	firstB, lastB := uint32(mint/db.bucketMs), uint32(maxt/db.bucketMs)
 	for _, id := range ids {
 		s := &series{id: id, mint: mint, maxt: maxt}
@@ -250,7 +258,7 @@ func (db *DB) loadSeries(ctx context.Context, ids []uint64, mint, maxt int64, la
 				}
 			}
 		} else {
-			ls, err := db.seriesLabels(id, &sb)
+			ls, err := lr.labels(id)
 			if err != nil {
 				return nil, err
 			}

@@ -57,11 +57,11 @@ func SeriesKeyID(k []byte) (uint64, error) {
 }
 
 // SeriesID returns the key holding the labels of series id.
-func SeriesID(id uint64) []byte {
-	k := make([]byte, 9)
-	k[0] = PrefixSeriesID
-	binary.BigEndian.PutUint64(k[1:], id)
-	return k
+func SeriesID(id uint64) []byte { return AppendSeriesID(make([]byte, 0, 9), id) }
+
+// AppendSeriesID appends the key of series id's labels to dst.
+func AppendSeriesID(dst []byte, id uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(dst, PrefixSeriesID), id)
 }
 
 // ParseSeriesID returns the series ID of a key built by SeriesID.
