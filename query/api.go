@@ -69,6 +69,10 @@ type Options struct {
 	// Registerer receives the PromQL engine's metrics
 	// (prometheus_engine_*). Nil means they are not registered.
 	Registerer prometheus.Registerer
+	// Parallelism is the most parts a range query is split into in time
+	// and evaluated at once; a part holds at least 60 steps. Zero means
+	// GOMAXPROCS; 1 evaluates every query whole.
+	Parallelism int
 }
 
 // MetadataReader is what /api/v1/metadata consumes (implemented by the tsdb).
@@ -98,14 +102,15 @@ type BuildInfo struct {
 // API serves the Prometheus HTTP query API over a storage.Queryable. It is
 // safe for concurrent use.
 type API struct {
-	queryable  storage.Queryable
-	engine     *promql.Engine
-	parser     parser.Parser
-	logger     *slog.Logger
-	metadata   MetadataReader
-	buildInfo  BuildInfo
-	maxPoints  int
-	maxSamples int
+	queryable   storage.Queryable
+	engine      *promql.Engine
+	parser      parser.Parser
+	logger      *slog.Logger
+	metadata    MetadataReader
+	buildInfo   BuildInfo
+	maxPoints   int
+	maxSamples  int
+	parallelism int
 }
 
 // New returns an API that evaluates queries against q with its own PromQL
@@ -131,6 +136,10 @@ func New(q storage.Queryable, opts Options) *API {
 	if maxPoints == 0 {
 		maxPoints = DefaultMaxPoints
 	}
+	parallelism := opts.Parallelism
+	if parallelism <= 0 {
+		parallelism = runtime.GOMAXPROCS(0)
+	}
 	buildInfo := opts.BuildInfo
 	if buildInfo.GoVersion == "" {
 		buildInfo.GoVersion = runtime.Version()
@@ -153,14 +162,15 @@ func New(q storage.Queryable, opts Options) *API {
 		Parser:               p,
 	})
 	return &API{
-		queryable:  q,
-		engine:     engine,
-		parser:     p,
-		logger:     logger,
-		metadata:   opts.Metadata,
-		buildInfo:  buildInfo,
-		maxPoints:  maxPoints,
-		maxSamples: maxSamples,
+		queryable:   q,
+		engine:      engine,
+		parser:      p,
+		logger:      logger,
+		metadata:    opts.Metadata,
+		buildInfo:   buildInfo,
+		maxPoints:   maxPoints,
+		maxSamples:  maxSamples,
+		parallelism: parallelism,
 	}
 }
 

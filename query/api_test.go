@@ -133,7 +133,7 @@ func wantSuccess(t testing.TB, r reply, v any) {
 func wantError(t testing.TB, r reply, code int, typ, msg string) {
 	t.Helper()
 	if r.code != code || r.env.Status != "error" || r.env.ErrorType != typ || !strings.Contains(r.env.Error, msg) {
-		t.Fatalf("got %d %s, want %d %s containing %q", r.code, r.body, code, typ, msg)
+		t.Fatalf("got %d %.500s, want %d %s containing %q", r.code, r.body, code, typ, msg)
 	}
 }
 

@@ -116,6 +116,13 @@ func (a *API) queryRange(r *http.Request) result {
 	if err != nil {
 		return result{err: queryConstructionError(err)}
 	}
+	if n := a.rangeParts(qry); n > 1 {
+		if err := a.checkSubquerySteps(qry); err != nil {
+			return result{err: &apiError{errorBadData, err}, finalizer: qry.Close}
+		}
+		qry.Close() // parsed and checked whole, evaluated in parts
+		return a.execParts(ctx, p, r.FormValue("query"), start, end, step, n)
+	}
 	return a.exec(ctx, qry, p.limit)
 }
 
