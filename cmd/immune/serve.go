@@ -43,6 +43,9 @@ type serveFlags struct {
 	profilesFile     string
 	webhooks         []string
 	backtestWorkers  int
+	authFile         string
+	tlsCert, tlsKey  string
+	insecureListen   bool
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
@@ -63,6 +66,10 @@ func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
 	fs.DurationVar(&f.detectInterval, "detect-interval", 15*time.Second, "how often every active deployment is evaluated")
 	fs.StringVar(&f.profilesFile, "profiles-file", "", "YAML file of check profiles, beside the built-in default")
 	fs.IntVar(&f.backtestWorkers, "backtest-workers", 0, "backtest replays run at once, over all backtests and calibrations (0 means half the CPUs, at least 1)")
+	fs.StringVar(&f.authFile, "auth-file", "", "YAML file of clients (bearer tokens, basic-auth bcrypt hashes) and their scopes: write, read, gate, admin; reloaded on SIGHUP")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate for HTTPS and OpenTSDB over TLS (with --tls-key; reloaded on SIGHUP)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.BoolVar(&f.insecureListen, "insecure-listen", false, "allow listening on non-loopback addresses without --auth-file")
 	fs.Func("webhook", "URL POSTed each deployment's terminal verdict (repeatable)", func(s string) error {
 		f.webhooks = append(f.webhooks, s)
 		return nil
@@ -106,11 +113,25 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: f.logLevel}))
+	sec, err := newSecurity(f)
+	if err != nil {
+		return err
+	}
+	if err := checkListen("http-listen", f.httpListen, sec.guard != nil, f.insecureListen); err != nil {
+		return err
+	}
+	if f.openTSDBListen != "" {
+		if err := checkListen("opentsdb-listen", f.openTSDBListen, sec.guard != nil, f.insecureListen); err != nil {
+			return err
+		}
+	}
+	sec.reloadOnHangup(ctx, log)
 
 	ln, err := net.Listen("tcp", f.httpListen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	ln = sec.listen(ln)
 	// The listener is up before the store opens, so /-/healthy answers and
 	// /-/ready says "not yet" while the WAL replays.
 	var ready atomic.Bool
@@ -142,7 +163,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		(*h).ServeHTTP(w, r)
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	handler := sec.handler(mux)
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "version", version)
@@ -170,7 +192,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	apiMux := http.NewServeMux()
 	apiMux.Handle("/api/v1/write", remotewrite.NewHandler(db, remotewrite.Options{Logger: log.With("component", "remotewrite")}))
-	openTSDB := opentsdb.NewServer(db, opentsdb.Options{Logger: log.With("component", "opentsdb"), Version: version})
+	openTSDB := opentsdb.NewServer(db, opentsdb.Options{Logger: log.With("component", "opentsdb"), Version: version, Authenticate: sec.telnetAuth()})
 	apiMux.Handle("/api/put", openTSDB.PutHandler())
 	tsdbapi.New(db, tsdbapi.Options{Logger: log.With("component", "opentsdb-query")}).Register(apiMux)
 	queryAPI := query.New(db, query.Options{
@@ -209,7 +231,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	var port *openTSDBPort
 	var portFailed <-chan error // nil, so never ready, without the port
 	if f.openTSDBListen != "" {
-		if port, err = serveOpenTSDB(f.openTSDBListen, openTSDB, mux, log); err != nil {
+		if port, err = serveOpenTSDB(f.openTSDBListen, sec, openTSDB, handler, log); err != nil {
 			srv.Close()
 			return errors.Join(err, closeStores())
 		}
@@ -255,13 +277,14 @@ type openTSDBPort struct {
 }
 
 // serveOpenTSDB listens on addr for OpenTSDB's telnet protocol and for HTTP
-// (handler, the whole API).
-func serveOpenTSDB(addr string, telnet *opentsdb.Server, handler http.Handler, log *slog.Logger) (*openTSDBPort, error) {
+// (handler, the whole API), both over TLS if sec has a certificate.
+func serveOpenTSDB(addr string, sec *security, telnet *opentsdb.Server, handler http.Handler, log *slog.Logger) (*openTSDBPort, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("opentsdb listen: %w", err)
 	}
-	telnetLn, httpLn := opentsdb.SplitHTTP(ln, opentsdb.DefaultIdleTimeout, opentsdb.DefaultMaxConnections)
+	// TLS first: HTTP is told from telnet by the decrypted bytes.
+	telnetLn, httpLn := opentsdb.SplitHTTP(sec.listen(ln), opentsdb.DefaultIdleTimeout, opentsdb.DefaultMaxConnections)
 	p := &openTSDBPort{
 		http:       &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)},
 		telnet:     telnet,

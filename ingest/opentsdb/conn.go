@@ -55,6 +55,8 @@ type conn struct {
 	broken            bool      // a write failed: the connection is done
 	loggedStorageFail bool      // one storage error logged per commit
 
+	authenticated bool // the auth line was accepted, or none is required
+
 	p     Point
 	batch batch
 	local localCounts
@@ -78,6 +80,8 @@ func newConn(ctx context.Context, s *Server, nc net.Conn) *conn {
 		remote: nc.RemoteAddr().String(),
 		bufMax: max(s.opts.MaxLineBytes+2, maxReadBuffer),
 		batch:  newBatch(ctx, s.app, &s.opts),
+		// Without Authenticate no auth line is needed.
+		authenticated: s.opts.Authenticate == nil,
 	}
 	c.buf = make([]byte, min(initialReadBuffer, c.bufMax))
 	return c
@@ -250,7 +254,10 @@ func (c *conn) handle(line []byte) bool {
 		return true
 	}
 	c.local.commands++
-	cmd, _, _ := bytes.Cut(line, spaceSep)
+	cmd, rest, _ := bytes.Cut(line, spaceSep)
+	if !c.authenticated {
+		return c.authenticate(cmd, rest)
+	}
 	switch string(cmd) {
 	case "put":
 		c.put(line)
@@ -280,6 +287,22 @@ func (c *conn) handle(line []byte) bool {
 		return c.flush()
 	}
 	return !c.broken
+}
+
+// authenticate checks the first line of a connection that needs one. It
+// reports false, with an error reply, when the connection must close.
+func (c *conn) authenticate(cmd, token []byte) bool {
+	if string(cmd) != "auth" {
+		c.reply([]byte("auth: required: the first line must be auth <token>\n"))
+		return false
+	}
+	if err := c.s.opts.Authenticate(string(bytes.TrimSpace(token))); err != nil {
+		c.s.log.Warn("opentsdb telnet auth refused", "remote", c.remote, "err", err)
+		c.out = fmt.Appendf(c.out, "auth: denied: %s\n", oneLine(err.Error()))
+		return false
+	}
+	c.authenticated = true
+	return true
 }
 
 // put parses and appends one put line.

@@ -84,6 +84,13 @@ type Options struct {
 	// client. Zero means DefaultMaxBatchLines (4096).
 	MaxBatchLines int
 
+	// Authenticate (telnet), if set, makes the first line of every
+	// connection "auth <token>": the connection is served once
+	// Authenticate accepts the token, and is answered "auth: ..." and
+	// closed otherwise, with nothing of it stored. Nil serves connections
+	// without credentials.
+	Authenticate func(token string) error
+
 	// Version (telnet) is Immune's version, shown by the version command.
 	// Empty means the main module's version from the build information.
 	Version string
