@@ -54,6 +54,15 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 // Close closes the store.
 func (s *Store) Close() error { return s.db.Close() }
 
+// Backup writes a consistent copy of the store into dir, which must not
+// exist, while it keeps serving (a Pebble checkpoint).
+func (s *Store) Backup(dir string) error {
+	if err := s.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
+		return fmt.Errorf("backup deployments to %s: %w", dir, err)
+	}
+	return nil
+}
+
 func deploymentKey(id string) []byte { return append([]byte("d"), id...) }
 func historyPrefix(id string) []byte { return append(append([]byte("h"), id...), 0) }
 func profileKey(name string) []byte  { return append([]byte("p"), name...) }

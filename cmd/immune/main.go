@@ -70,6 +70,7 @@ commands:
            and Prometheus, OpenTSDB ingest, the gate's latency, the judge, a simulated service
   gate     register deployments with the gate and wait for verdicts; replay them over history
   compact  compact a data directory no server is using
+  backup   have a running server copy its data directory, consistently, to a new one
   version  print the version
 
 Run "immune <command> -h" for a command's flags.
@@ -89,6 +90,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runGate(ctx, args[1:], stdout, stderr)
 	case "compact":
 		return runCompact(ctx, args[1:], stdout, stderr)
+	case "backup":
+		return runBackup(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "immune", version)
 		return nil

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -185,7 +184,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		srv.Close()
 		return fmt.Errorf("open store: %w", err)
 	}
-	deployments, err := detect.OpenStore(filepath.Join(f.dataDir, "deployments"), log.With("component", "deployments"))
+	deployments, err := detect.OpenStore(deploymentsDir(f.dataDir), log.With("component", "deployments"))
 	if err != nil {
 		srv.Close()
 		return errors.Join(err, db.Close())
@@ -214,6 +213,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return errors.Join(err, deployments.Close(), db.Close())
 	}
 	gate.New(detector, gate.Options{Logger: log.With("component", "gate")}).Register(apiMux)
+	apiMux.Handle("POST /api/v1/admin/backup", backupHandler(db, deployments, log.With("component", "backup")))
 	detectCtx, stopDetect := context.WithCancel(context.Background())
 	detectDone := make(chan struct{})
 	go func() {

@@ -26,6 +26,7 @@ func scopeOf(r *http.Request) auth.Scope {
 	case p == "/api/v1/write" || p == "/api/put":
 		return auth.Write
 	case p == "/api/v1/profiles" && r.Method != http.MethodGet,
+		strings.HasPrefix(p, "/api/v1/admin/"),
 		strings.HasPrefix(p, "/debug/"):
 		return auth.Admin
 	case strings.HasPrefix(p, "/api/v1/deployments"),

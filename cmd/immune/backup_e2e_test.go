@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestBackupWhileServing copies a data directory while points keep
+// arriving, then serves the copy: every point acknowledged before the
+// backup began and the registered deployment are in it.
+func TestBackupWhileServing(t *testing.T) {
+	dir := t.TempDir()
+	_, base := startImmune(t, filepath.Join(dir, "data"))
+	now := time.Now().Add(-time.Minute).Truncate(time.Second)
+	put := func(i int64) error {
+		body := fmt.Sprintf(`[{"metric":"backed","timestamp":%d,"value":%d,"tags":{"host":"a"}}]`, now.Unix()-3000+i, i)
+		resp, err := http.Post(base+"/api/put", "application/json", strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			return fmt.Errorf("put %d: %s", i, resp.Status)
+		}
+		return nil
+	}
+	for i := range int64(500) {
+		if err := put(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The gate wants both sides reporting before it registers them.
+	sides := fmt.Sprintf(`[{"metric":"up","timestamp":%[1]d,"value":1,"tags":{"service":"svc","version":"v1"}},`+
+		`{"metric":"up","timestamp":%[1]d,"value":1,"tags":{"service":"svc","version":"v2"}}]`, now.Unix())
+	if resp, err := http.Post(base+"/api/put", "application/json", strings.NewReader(sides)); err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("put: %v %v", resp, err)
+	}
+	code, id, stderr := gateCLI(t, "start", "--url", base, "--service", "svc", "--version", "v2",
+		"--canary", `{service="svc",version="v2"}`, "--baseline", `{service="svc",version="v1"}`)
+	if code != 0 {
+		t.Fatalf("gate start: exit %d: %s", code, stderr)
+	}
+	id = strings.TrimSpace(id)
+
+	// Points keep arriving during the backup.
+	ctx, stop := context.WithCancel(context.Background())
+	var during atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		for i := int64(500); ctx.Err() == nil && i < 2500; i++ {
+			if err := put(i); err != nil {
+				done <- err
+				return
+			}
+			during.Add(1)
+		}
+		done <- nil
+	}()
+	copyDir := filepath.Join(dir, "copy")
+	out, err := exec.Command(immuneBin, "backup", "--url", base, "--to", copyDir).CombinedOutput()
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Fatalf("backup: %v: %s", err, out)
+	}
+	if during.Load() == 0 {
+		t.Log("no point arrived while the backup ran: the copy was quicker than one put")
+	}
+	out, err = exec.Command(immuneBin, "backup", "--url", base, "--to", copyDir).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "already exists") {
+		t.Errorf("a second backup into the same directory: %v: %s", err, out)
+	}
+
+	_, copyBase := startImmune(t, copyDir)
+	var got struct {
+		Data struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	q := fmt.Sprintf("%s/api/v1/query?query=count_over_time(backed[2h])&time=%d", copyBase, now.Unix())
+	if err := getJSON(q, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Data.Result) != 1 {
+		t.Fatalf("the copy holds %d series, want 1", len(got.Data.Result))
+	}
+	var n int64
+	fmt.Sscan(got.Data.Result[0].Value[1].(string), &n)
+	if n < 500 || n > 500+during.Load() {
+		t.Errorf("the copy holds %d points, want between 500 and %d", n, 500+during.Load())
+	}
+	if err := httpGet(copyBase + "/api/v1/deployments/" + id); err != nil {
+		t.Errorf("the deployment is not in the copy: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(copyDir, "tsdb")); err != nil {
+		t.Error(err)
+	}
+}
