@@ -161,6 +161,9 @@ func (a *appender) Commit() error {
 	if err := db.fatalErr(); err != nil {
 		return fmt.Errorf("tsdb: refusing writes: %w", err)
 	}
+	if err := db.disk.check(); err != nil {
+		return err
+	}
 	if err := a.ctx.Err(); err != nil {
 		return err
 	}

@@ -56,6 +56,7 @@ type DB struct {
 	bucketMs int64
 
 	head   head
+	disk   diskGuard
 	seq    atomic.Uint64 // last WAL sequence number handed out
 	nextID atomic.Uint64 // last series ID handed out
 
@@ -120,6 +121,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open pebble: %w", err)
 	}
 	db := &DB{opts: opts, log: opts.Logger, pdb: pdb, bucketMs: opts.BucketDuration.Milliseconds(), checkpointSoon: make(chan struct{}, 1)}
+	db.disk = diskGuard{dir: dir, min: uint64(max(opts.MinFreeBytes, 0)), log: opts.Logger, now: time.Now}
 	db.head.init()
 	if err := db.recover(); err != nil {
 		pdb.Close()

@@ -690,3 +690,36 @@ func TestQueriesHitTheBlockCache(t *testing.T) {
 		t.Fatalf("a repeated query missed the block cache %d times (cache holds %d bytes)", misses, after.Size)
 	}
 }
+
+func TestDiskFullRefusesWritesNotReads(t *testing.T) {
+	db := openTestDB(t, t.TempDir(), Options{})
+	defer db.Close()
+	ls := labels.FromStrings("__name__", "m")
+	appendSamples(t, db, ls, sample{baseMs(0), 1})
+
+	// No file system has an exabyte free.
+	db.disk.mu.Lock()
+	db.disk.min, db.disk.checked = 1<<60, time.Time{}
+	db.disk.mu.Unlock()
+	app := db.Appender(context.Background())
+	if _, err := app.Append(0, ls, baseMs(time.Minute), 2); err != nil {
+		t.Fatal(err)
+	}
+	err := app.Commit()
+	var full *DiskFullError
+	if !errors.As(err, &full) || full.RetryAfter() <= 0 {
+		t.Fatalf("commit with the disk full: %v", err)
+	}
+	if got := query(t, db, 0, baseMs(time.Hour)); !equalSamples(got[ls.String()], []sample{{baseMs(0), 1}}) {
+		t.Fatalf("reads with the disk full: %v", got)
+	}
+
+	// Space returns: the next check lets writes through.
+	db.disk.mu.Lock()
+	db.disk.min, db.disk.checked = 1, time.Time{}
+	db.disk.mu.Unlock()
+	appendSamples(t, db, ls, sample{baseMs(time.Minute), 2})
+	if got := query(t, db, 0, baseMs(time.Hour)); len(got[ls.String()]) != 2 {
+		t.Fatalf("after space returned: %v", got)
+	}
+}

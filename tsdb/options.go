@@ -46,6 +46,11 @@ type Options struct {
 	// --interval 1m --rounds 1`).
 	MemTableSize uint64
 
+	// MinFreeBytes is the free space below which writes are refused with
+	// a *DiskFullError (until space returns), leaving room for checkpoints
+	// and compactions. Zero means 256 MiB; negative disables the check.
+	MinFreeBytes int64
+
 	// Now returns the current time; it decides retention and which head
 	// chunks are complete. Nil means time.Now.
 	Now func() time.Time
@@ -75,6 +80,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MemTableSize == 0 {
 		o.MemTableSize = 16 << 20
+	}
+	if o.MinFreeBytes == 0 {
+		o.MinFreeBytes = 256 << 20
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/alecthomas/units"
 	"github.com/prometheus/common/model"
 
 	"github.com/immune-dev/immune/detect"
@@ -45,12 +46,14 @@ type serveFlags struct {
 	authFile         string
 	tlsCert, tlsKey  string
 	insecureListen   bool
+	minFreeSpace     units.Base2Bytes
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
 	f := serveFlags{
 		retention:        model.Duration(15 * 24 * time.Hour),
 		outOfOrderWindow: model.Duration(time.Hour),
+		minFreeSpace:     256 * units.MiB,
 	}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -68,6 +71,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
 	fs.StringVar(&f.authFile, "auth-file", "", "YAML file of clients (bearer tokens, basic-auth bcrypt hashes) and their scopes: write, read, gate, admin; reloaded on SIGHUP")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate for HTTPS and OpenTSDB over TLS (with --tls-key; reloaded on SIGHUP)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.Var(bytesFlag{&f.minFreeSpace}, "min-free-space", "free disk space below which writes are refused (503 with Retry-After) until space returns, e.g. 256MiB, 1GiB; 0 disables")
 	fs.BoolVar(&f.insecureListen, "insecure-listen", false, "allow listening on non-loopback addresses without --auth-file")
 	fs.Func("webhook", "URL POSTed each deployment's terminal verdict (repeatable)", func(s string) error {
 		f.webhooks = append(f.webhooks, s)
@@ -80,6 +84,35 @@ func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
 		return f, fmt.Errorf("serve: unexpected arguments %q", fs.Args())
 	}
 	return f, nil
+}
+
+// minFreeBytes maps the flag, where 0 disables the check, to the store's
+// option, where 0 means its default.
+func minFreeBytes(b units.Base2Bytes) int64 {
+	if b <= 0 {
+		return -1
+	}
+	return int64(b)
+}
+
+// bytesFlag parses sizes with base-2 units, as Prometheus'
+// --storage.tsdb.retention.size: 512MB, 1GiB.
+type bytesFlag struct{ b *units.Base2Bytes }
+
+func (f bytesFlag) String() string {
+	if f.b == nil {
+		return ""
+	}
+	return f.b.String()
+}
+
+func (f bytesFlag) Set(s string) error {
+	b, err := units.ParseBase2Bytes(s)
+	if err != nil {
+		return err
+	}
+	*f.b = b
+	return nil
 }
 
 // durationFlag parses Prometheus-style durations such as 15d.
@@ -179,6 +212,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		Logger:           log.With("component", "tsdb"),
 		Retention:        time.Duration(f.retention),
 		OutOfOrderWindow: time.Duration(f.outOfOrderWindow),
+		MinFreeBytes:     minFreeBytes(f.minFreeSpace),
 	})
 	if err != nil {
 		srv.Close()
