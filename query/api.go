@@ -70,8 +70,9 @@ type Options struct {
 	// (prometheus_engine_*). Nil means they are not registered.
 	Registerer prometheus.Registerer
 	// Parallelism is the most parts a range query is split into in time
-	// and evaluated at once; a part holds at least 60 steps. Zero means
-	// GOMAXPROCS; 1 evaluates every query whole.
+	// and evaluated at once; a part holds at least 60 steps and at most
+	// MaxSamples/Parallelism samples (a query whose part needs more runs
+	// whole). Zero means GOMAXPROCS; 1 evaluates every query whole.
 	Parallelism int
 }
 
@@ -102,8 +103,11 @@ type BuildInfo struct {
 // API serves the Prometheus HTTP query API over a storage.Queryable. It is
 // safe for concurrent use.
 type API struct {
-	queryable   storage.Queryable
-	engine      *promql.Engine
+	queryable storage.Queryable
+	engine    *promql.Engine
+	// partEngine evaluates the parts of split range queries, each held to
+	// its share of the sample limit (query/split.go).
+	partEngine  *promql.Engine
 	parser      parser.Parser
 	logger      *slog.Logger
 	metadata    MetadataReader
@@ -147,7 +151,7 @@ func New(q storage.Queryable, opts Options) *API {
 	// One parser for the engine and for match[] / format_query, so that every
 	// endpoint accepts the same syntax.
 	p := parser.NewParser(parser.Options{})
-	engine := promql.NewEngine(promql.EngineOpts{
+	engineOpts := promql.EngineOpts{
 		Logger:        logger,
 		Reg:           opts.Registerer,
 		MaxSamples:    maxSamples,
@@ -160,10 +164,15 @@ func New(q storage.Queryable, opts Options) *API {
 		EnableAtModifier:     true,
 		EnableNegativeOffset: true,
 		Parser:               p,
-	})
+	}
+	engine := promql.NewEngine(engineOpts)
+	partOpts := engineOpts
+	partOpts.Reg = nil // its metrics would collide with the main engine's
+	partOpts.MaxSamples = max(1, maxSamples/parallelism)
 	return &API{
 		queryable:   q,
 		engine:      engine,
+		partEngine:  promql.NewEngine(partOpts),
 		parser:      p,
 		logger:      logger,
 		metadata:    opts.Metadata,

@@ -120,8 +120,10 @@ func (a *API) queryRange(r *http.Request) result {
 		if err := a.checkSubquerySteps(qry); err != nil {
 			return result{err: &apiError{errorBadData, err}, finalizer: qry.Close}
 		}
-		qry.Close() // parsed and checked whole, evaluated in parts
-		return a.execParts(ctx, p, r.FormValue("query"), start, end, step, n)
+		if res, ok := a.execParts(ctx, p, r.FormValue("query"), start, end, step, n); ok {
+			qry.Close() // parsed and checked whole, evaluated in parts
+			return res
+		}
 	}
 	return a.exec(ctx, qry, p.limit)
 }

@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -52,9 +53,11 @@ func seesRangeBounds(expr parser.Expr) bool {
 }
 
 // execParts evaluates expr over [start, end] as n range queries over
-// consecutive runs of steps, in parallel, and joins their matrices. The
-// engine's sample limit holds for each part.
-func (a *API) execParts(ctx context.Context, p queryParams, expr string, start, end time.Time, step time.Duration, n int) result {
+// consecutive runs of steps, in parallel, on the parts engine, and joins
+// their matrices. It reports false, with nothing to answer, when a part
+// exceeded its share of the sample limit: the query must then run whole,
+// held to the whole limit.
+func (a *API) execParts(ctx context.Context, p queryParams, expr string, start, end time.Time, step time.Duration, n int) (result, bool) {
 	steps := int(end.Sub(start)/step) + 1
 	parts := make([]promql.Query, 0, n)
 	closeAll := func() {
@@ -64,30 +67,44 @@ func (a *API) execParts(ctx context.Context, p queryParams, expr string, start, 
 	}
 	for i := range n {
 		first, last := i*steps/n, (i+1)*steps/n-1
-		q, err := a.engine.NewRangeQuery(ctx, a.queryable, p.opts, expr,
+		q, err := a.partEngine.NewRangeQuery(ctx, a.queryable, p.opts, expr,
 			start.Add(time.Duration(first)*step), start.Add(time.Duration(last)*step), step)
 		if err != nil {
 			closeAll()
-			return result{err: queryConstructionError(err)}
+			return result{err: queryConstructionError(err)}, true
 		}
 		parts = append(parts, q)
 	}
-	// The first failure cancels the other parts.
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	// The first failure cancels the other parts, and is the query's: the
+	// others may only report that cancellation.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		firstErr error
+	)
 	results := make([]*promql.Result, n)
 	var wg sync.WaitGroup
 	for i, q := range parts {
 		wg.Go(func() {
 			results[i] = q.Exec(ctx)
-			if results[i].Err != nil {
-				cancel(results[i].Err)
+			if err := results[i].Err; err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+				cancel()
 			}
 		})
 	}
 	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
-		return result{err: toAPIError(err), finalizer: closeAll}
+	if firstErr != nil {
+		if _, ok := errors.AsType[promql.ErrTooManySamples](firstErr); ok {
+			closeAll()
+			return result{}, false
+		}
+		return result{err: toAPIError(firstErr), finalizer: closeAll}, true
 	}
 	var warnings annotations.Annotations
 	matrices := make([]promql.Matrix, n)
@@ -95,7 +112,7 @@ func (a *API) execParts(ctx context.Context, p queryParams, expr string, start, 
 		warnings.Merge(r.Warnings)
 		m, err := r.Matrix()
 		if err != nil {
-			return result{err: toAPIError(err), finalizer: closeAll}
+			return result{err: toAPIError(err), finalizer: closeAll}, true
 		}
 		matrices[i] = m
 	}
@@ -107,7 +124,7 @@ func (a *API) execParts(ctx context.Context, p queryParams, expr string, start, 
 		data:      queryData{ResultType: res.Value.Type(), Result: promqlValue{res.Value}},
 		warnings:  warnings,
 		finalizer: closeAll,
-	}
+	}, true
 }
 
 // joinMatrices joins matrices of consecutive time ranges, each sorted by

@@ -120,6 +120,38 @@ func TestSplitRangeQueryLimitAndErrors(t *testing.T) {
 	wantError(t, do(t, h, http.MethodGet, "/api/v1/query_range", form), http.StatusUnprocessableEntity, "execution", "same labelset")
 }
 
+func TestSplitRangeQueryTimeout(t *testing.T) {
+	h := newHandler(t, Options{Parallelism: 2})
+	form := url.Values{"query": {"up"}, "start": {"0"}, "end": {"600"}, "step": {"1"}, "timeout": {"0.000001"}}
+	wantError(t, do(t, h, http.MethodGet, "/api/v1/query_range", form), http.StatusServiceUnavailable, "timeout", "query timed out")
+}
+
+// TestSplitRangeQuerySampleLimit checks that splitting does not multiply
+// the sample limit: what fails whole fails split, what fits whole but not
+// in a part's share runs whole.
+func TestSplitRangeQuerySampleLimit(t *testing.T) {
+	// up: 3 series; 601 steps hold 1803 points.
+	form := url.Values{"query": {"up"}, "start": {"0"}, "end": {"600"}, "step": {"1"}}
+	for _, tc := range []struct {
+		maxSamples int
+		ok         bool
+	}{{1500, false}, {1900, true}} {
+		for _, parallelism := range []int{1, 2} {
+			h := newHandler(t, Options{Parallelism: parallelism, MaxSamples: tc.maxSamples})
+			r := do(t, h, http.MethodGet, "/api/v1/query_range", form)
+			if tc.ok {
+				var got queryResult[[]series]
+				wantSuccess(t, r, &got)
+				if len(got.Result) != 3 || len(got.Result[0].Values) != 601 {
+					t.Errorf("limit %d, parallelism %d: %d series", tc.maxSamples, parallelism, len(got.Result))
+				}
+				continue
+			}
+			wantError(t, r, http.StatusUnprocessableEntity, "execution", "query processing would load too many samples")
+		}
+	}
+}
+
 func TestSplitRangeQueryCanceled(t *testing.T) {
 	h := newHandler(t, Options{Parallelism: 2})
 	ctx, cancel := context.WithCancel(context.Background())
