@@ -15,9 +15,11 @@
 //	    password_bcrypt: $2y$10$... # basic auth, as Prometheus' web config
 //	    scopes: [read, gate]
 //
-// Scopes are write (remote write, OpenTSDB put), read (the query APIs),
-// gate (deployments, verdicts, backtests, Argo Rollouts and Flagger hooks)
-// and admin (profiles, /debug/pprof), which holds every other scope too.
+// Which scope a request needs is the caller's to say (Guard.Handler's
+// scopeOf); Immune's serve command asks write for ingest, read for the
+// query APIs, gate for deployments, verdicts, backtests and the Flagger
+// hooks, and admin for writing profiles, backups and /debug/pprof. Admin
+// holds every other scope too.
 package auth
 
 import (
@@ -29,6 +31,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -51,8 +54,8 @@ const (
 
 var scopes = []Scope{Write, Read, Gate, Admin}
 
-// Client is one entry of the auth file.
-type Client struct {
+// entry is one client of the auth file.
+type entry struct {
 	Name           string  `yaml:"name"`
 	Token          string  `yaml:"token"`
 	TokenSHA256    string  `yaml:"token_sha256"`
@@ -61,7 +64,7 @@ type Client struct {
 }
 
 type file struct {
-	Clients []Client `yaml:"clients"`
+	Clients []entry `yaml:"clients"`
 }
 
 // client is a loaded Client: its token reduced to a hash, so that every
@@ -84,6 +87,10 @@ func (c *client) holds(s Scope) bool {
 type Clients struct {
 	list   []*client
 	byName map[string]*client
+	// dummy is a bcrypt hash at the clients' highest cost, compared
+	// against for unknown users so that a wrong name costs the same time
+	// as a wrong password.
+	dummy []byte
 }
 
 // Load reads and checks an auth file.
@@ -105,11 +112,12 @@ func Load(path string) (*Clients, error) {
 	return cs, nil
 }
 
-func newClients(entries []Client) (*Clients, error) {
+func newClients(entries []entry) (*Clients, error) {
 	if len(entries) == 0 {
 		return nil, errors.New("no clients")
 	}
 	cs := &Clients{byName: map[string]*client{}}
+	dummyCost := 0
 	for i, e := range entries {
 		where := fmt.Sprintf("client %d (%q)", i+1, e.Name)
 		if e.Name == "" {
@@ -138,13 +146,25 @@ func newClients(entries []Client) (*Clients, error) {
 			if err != nil || len(sum) != sha256.Size {
 				return nil, fmt.Errorf("%s: token_sha256 must be 64 hex digits", where)
 			}
+			if bytes.Equal(sum, emptyToken[:]) {
+				return nil, fmt.Errorf("%s: token_sha256 is the digest of the empty token", where)
+			}
 			c.token = sum
 		}
+		for _, other := range cs.list {
+			if c.token != nil && bytes.Equal(other.token, c.token) {
+				return nil, fmt.Errorf("%s: the same token as client %q", where, other.name)
+			}
+		}
 		if e.PasswordBcrypt != "" {
-			if _, err := bcrypt.Cost([]byte(e.PasswordBcrypt)); err != nil {
+			cost, err := bcrypt.Cost([]byte(e.PasswordBcrypt))
+			if err != nil {
 				return nil, fmt.Errorf("%s: password_bcrypt: %w", where, err)
 			}
 			c.password = []byte(e.PasswordBcrypt)
+			if cost > dummyCost {
+				dummyCost = cost
+			}
 		}
 		if c.token == nil && c.password == nil {
 			return nil, fmt.Errorf("%s: needs a token, token_sha256 or password_bcrypt", where)
@@ -152,16 +172,31 @@ func newClients(entries []Client) (*Clients, error) {
 		cs.list = append(cs.list, c)
 		cs.byName[e.Name] = c
 	}
+	if dummyCost > 0 {
+		var err error
+		if cs.dummy, err = bcrypt.GenerateFromPassword([]byte("immune"), dummyCost); err != nil {
+			return nil, err
+		}
+	}
 	return cs, nil
 }
 
-// ErrNoCredentials and ErrBadCredentials are why a request is refused 401.
+var emptyToken = sha256.Sum256(nil)
+
+// errNoCredentials and errBadCredentials are why a request is refused 401.
 var (
-	ErrNoCredentials  = errors.New("no credentials: send Authorization: Bearer <token> or basic auth")
-	ErrBadCredentials = errors.New("invalid credentials")
+	errNoCredentials  = errors.New("no credentials: send Authorization: Bearer <token> or basic auth")
+	errBadCredentials = errors.New("invalid credentials")
 )
 
+// bcrypts bounds the bcrypt comparisons running at once: each takes tens
+// of milliseconds of CPU, and wrong passwords never reach the cache.
+var bcrypts = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))
+
 func (cs *Clients) byToken(token string) *client {
+	if token == "" {
+		return nil
+	}
 	sum := sha256.Sum256([]byte(token))
 	var found *client
 	// Every entry is compared, so the time taken says nothing of which.
@@ -173,47 +208,51 @@ func (cs *Clients) byToken(token string) *client {
 	return found
 }
 
-// dummyHash is compared against for unknown users, so that a wrong name
-// costs the same bcrypt time as a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("immune"), bcrypt.DefaultCost)
-
 func (cs *Clients) byPassword(user, password string) *client {
 	c := cs.byName[user]
 	if c == nil || c.password == nil {
-		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		if cs.dummy != nil {
+			compareBcrypt(cs.dummy, password)
+		}
 		return nil
 	}
 	sum := sha256.Sum256([]byte(password))
 	if v := c.verified.Load(); v != nil && subtle.ConstantTimeCompare(v[:], sum[:]) == 1 {
 		return c
 	}
-	if bcrypt.CompareHashAndPassword(c.password, []byte(password)) != nil {
+	if !compareBcrypt(c.password, password) {
 		return nil
 	}
 	c.verified.Store(&sum)
 	return c
 }
 
-// authenticate returns the client r's credentials name.
+func compareBcrypt(hash []byte, password string) bool {
+	bcrypts <- struct{}{}
+	defer func() { <-bcrypts }()
+	return bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
+}
+
+// authenticate returns the client that r's credentials name.
 func (cs *Clients) authenticate(r *http.Request) (*client, error) {
 	if user, password, ok := r.BasicAuth(); ok {
 		if c := cs.byPassword(user, password); c != nil {
 			return c, nil
 		}
-		return nil, ErrBadCredentials
+		return nil, errBadCredentials
 	}
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		return nil, ErrNoCredentials
+		return nil, errNoCredentials
 	}
 	scheme, token, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return nil, ErrBadCredentials
+		return nil, errBadCredentials
 	}
 	if c := cs.byToken(strings.TrimSpace(token)); c != nil {
 		return c, nil
 	}
-	return nil, ErrBadCredentials
+	return nil, errBadCredentials
 }
 
 // Guard enforces an auth file that can be swapped while serving (on
@@ -241,20 +280,20 @@ func (g *Guard) current() *Clients {
 	return g.clients
 }
 
-// Token returns the name of the client holding token, if it holds scope s.
-func (g *Guard) Token(token string, s Scope) (string, error) {
+// CheckToken returns nil if token is a client's holding scope s.
+func (g *Guard) CheckToken(token string, s Scope) error {
 	cs := g.current()
 	if cs == nil {
-		return "", ErrBadCredentials
+		return errBadCredentials
 	}
 	c := cs.byToken(token)
 	if c == nil {
-		return "", ErrBadCredentials
+		return errBadCredentials
 	}
 	if !c.holds(s) {
-		return c.name, fmt.Errorf("client %q does not hold the %s scope", c.name, s)
+		return fmt.Errorf("client %q does not hold the %s scope", c.name, s)
 	}
-	return c.name, nil
+	return nil
 }
 
 // Handler wraps next: a request for which scopeOf returns "" passes

@@ -48,6 +48,8 @@ func TestLoadRefusesBadFiles(t *testing.T) {
 		{"clients:\n- name: a\n  password_bcrypt: plain\n  scopes: [read]", "password_bcrypt"},
 		{"clients:\n- name: a\n  token: x\n  scopes: [read]\n- name: a\n  token: y\n  scopes: [read]", "name used twice"},
 		{"clients:\n- name: a\n  tokn: x\n  scopes: [read]", "field tokn not found"},
+		{"clients:\n- name: a\n  token: x\n  scopes: [read]\n- name: b\n  token_sha256: " + sha("x") + "\n  scopes: [write]", `the same token as client "a"`},
+		{"clients:\n- name: a\n  token_sha256: " + sha("") + "\n  scopes: [read]", "empty token"},
 	} {
 		if _, err := Load(writeFile(t, tc.text)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: got %v, want an error containing %q", tc.text, err, tc.want)
@@ -126,8 +128,16 @@ clients:
 		})
 	}
 
+	// The accepted password is remembered by its digest: bcrypt ran once.
+	if v := cs.byName["alice"].verified.Load(); v == nil || *v != sha256.Sum256([]byte("pa55")) {
+		t.Error("the accepted basic-auth password was not cached")
+	}
+	if cs.dummy == nil {
+		t.Error("no dummy hash to spend a wrong user's time on")
+	}
+
 	// A swapped file takes effect for the next request.
-	next, err := newClients([]Client{{Name: "new", Token: "new-token", Scopes: []Scope{Write}}})
+	next, err := newClients([]entry{{Name: "new", Token: "new-token", Scopes: []Scope{Write}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +154,7 @@ clients:
 }
 
 func TestGuardToken(t *testing.T) {
-	cs, err := newClients([]Client{
+	cs, err := newClients([]entry{
 		{Name: "prom", Token: "w", Scopes: []Scope{Write}},
 		{Name: "graf", Token: "r", Scopes: []Scope{Read}},
 	})
@@ -152,16 +162,18 @@ func TestGuardToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := NewGuard(cs)
-	if name, err := g.Token("w", Write); err != nil || name != "prom" {
-		t.Errorf("write token: %q, %v", name, err)
+	if err := g.CheckToken("w", Write); err != nil {
+		t.Errorf("write token: %v", err)
 	}
-	if _, err := g.Token("r", Write); err == nil || !strings.Contains(err.Error(), "does not hold the write scope") {
+	if err := g.CheckToken("r", Write); err == nil || !strings.Contains(err.Error(), `client "graf" does not hold the write scope`) {
 		t.Errorf("read token for write: %v", err)
 	}
-	if _, err := g.Token("x", Write); err != ErrBadCredentials {
-		t.Errorf("unknown token: %v", err)
+	for _, token := range []string{"x", ""} {
+		if err := g.CheckToken(token, Write); err != errBadCredentials {
+			t.Errorf("token %q: %v", token, err)
+		}
 	}
-	if _, err := new(Guard).Token("w", Write); err != ErrBadCredentials {
+	if err := new(Guard).CheckToken("w", Write); err != errBadCredentials {
 		t.Errorf("empty guard: %v", err)
 	}
 }
