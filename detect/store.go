@@ -39,6 +39,9 @@ type Store struct {
 	mu sync.Mutex
 	// cache keeps the snapshots of the deployments read lately.
 	cache *snapshotCache
+	// backups holds Close back while a Backup copies the store.
+	backups sync.RWMutex
+	closed  bool // guarded by backups
 }
 
 // OpenStore opens or creates the store in dir. log receives Pebble's
@@ -51,12 +54,22 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 	return &Store{db: db, cache: newSnapshotCache()}, nil
 }
 
-// Close closes the store.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the store, after any Backup in progress.
+func (s *Store) Close() error {
+	s.backups.Lock()
+	defer s.backups.Unlock()
+	s.closed = true
+	return s.db.Close()
+}
 
 // Backup writes a consistent copy of the store into dir, which must not
 // exist, while it keeps serving (a Pebble checkpoint).
 func (s *Store) Backup(dir string) error {
+	s.backups.RLock()
+	defer s.backups.RUnlock()
+	if s.closed {
+		return errors.New("backup deployments: the store is closed")
+	}
 	if err := s.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
 		return fmt.Errorf("backup deployments to %s: %w", dir, err)
 	}

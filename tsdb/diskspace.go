@@ -1,10 +1,10 @@
 package tsdb
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -24,8 +24,8 @@ func (e *DiskFullError) Error() string {
 // RetryAfter is how long a client should wait before retrying.
 func (e *DiskFullError) RetryAfter() time.Duration { return 30 * time.Second }
 
-// diskCheckInterval bounds how often the free space is read: a commit
-// between two reads can only write what arrives in this time.
+// diskCheckInterval bounds how often the free space is read; what is
+// committed between two reads eats into the minimum, which is sized for it.
 const diskCheckInterval = 100 * time.Millisecond
 
 // diskGuard refuses writes while free space is below a minimum, keeping
@@ -44,11 +44,11 @@ type diskGuard struct {
 
 // check returns a *DiskFullError while free space is below the minimum.
 func (g *diskGuard) check() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	if g.min == 0 {
 		return nil
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
 	if now := g.now(); now.Sub(g.checked) >= diskCheckInterval {
 		g.checked = now
 		g.update()
@@ -60,12 +60,16 @@ func (g *diskGuard) check() error {
 }
 
 func (g *diskGuard) update() {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(g.dir, &st); err != nil {
+	free, err := freeSpace(g.dir)
+	if errors.Is(err, errors.ErrUnsupported) {
+		g.min = 0
+		g.log.Info("free disk space cannot be read on this system: writes are never refused for lack of it", "dir", g.dir)
+		return
+	}
+	if err != nil {
 		g.log.Warn("cannot read free disk space; writes go on", "dir", g.dir, "err", err)
 		return
 	}
-	free := st.Bavail * uint64(st.Bsize)
 	switch wasFull := g.full != nil; {
 	case free < g.min && !wasFull:
 		g.full = &DiskFullError{Dir: g.dir, Free: free, Min: g.min}

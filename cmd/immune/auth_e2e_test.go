@@ -90,10 +90,25 @@ func TestServeAuth(t *testing.T) {
 		{"query with a read token", "GET", queryURL(base, now), "read-token", "", 200},
 		{"gate with a read token", "GET", base + "/api/v1/deployments", "read-token", "", 403},
 		{"gate with an admin token", "GET", base + "/api/v1/deployments", "admin-token", "", 200},
+		{"profiles written with a read token", "POST", base + "/api/v1/profiles", "read-token", "{}", 403},
+		{"pprof with a read token", "GET", base + "/debug/pprof/", "read-token", "", 403},
+		{"backup with a read token", "POST", base + "/api/v1/admin/backup?dir=/nonexistent", "read-token", "", 403},
 	} {
 		if got, body := call(t, c, tc.method, tc.url, tc.token, tc.body); got != tc.want {
 			t.Errorf("%s: got %d %q, want %d", tc.what, got, body, tc.want)
 		}
+	}
+
+	// The CLI sends --token-file's token.
+	tokenFile := filepath.Join(dir, "admin.token")
+	if err := os.WriteFile(tokenFile, []byte("admin-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(immuneBin, "backup", "--url", base, "--to", filepath.Join(dir, "copy")).CombinedOutput(); err == nil || !strings.Contains(string(out), "401") {
+		t.Errorf("backup without a token: %v: %s", err, out)
+	}
+	if out, err := exec.Command(immuneBin, "backup", "--url", base, "--to", filepath.Join(dir, "copy"), "--token-file", tokenFile).CombinedOutput(); err != nil {
+		t.Errorf("backup with the admin token: %v: %s", err, out)
 	}
 
 	// Telnet: nothing before "auth <token>", then puts as usual.

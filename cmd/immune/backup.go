@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -23,26 +24,36 @@ type backupStore interface {
 }
 
 // backupHandler serves POST /api/v1/admin/backup?dir=DIR: a consistent
-// copy of the data directory into DIR (absolute, not existing), laid out
-// as a data directory, so `immune serve --data-dir DIR` runs on it. The
-// metrics store is copied first: a deployment in the copy never refers to
-// samples the copy lacks.
-func backupHandler(tsdbStore, deployments backupStore, log *slog.Logger) http.HandlerFunc {
+// copy of the data directory dataDir into DIR (absolute, new, outside
+// dataDir), laid out as a data directory, so `immune serve --data-dir DIR`
+// runs on it. The metrics store is copied first: a deployment in the copy
+// never refers to samples the copy lacks.
+func backupHandler(dataDir string, tsdbStore, deployments backupStore, log *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		dir := r.FormValue("dir")
 		if !filepath.IsAbs(dir) {
 			writeBackupError(w, http.StatusBadRequest, fmt.Errorf("dir must be an absolute path, got %q", dir))
 			return
 		}
-		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
-			writeBackupError(w, http.StatusBadRequest, fmt.Errorf("%s already exists: a backup goes to a new directory", dir))
+		if within(dir, dataDir) {
+			writeBackupError(w, http.StatusBadRequest, fmt.Errorf("%s is inside the data directory %s", dir, dataDir))
 			return
 		}
-		start := time.Now()
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 			writeBackupError(w, http.StatusInternalServerError, err)
 			return
 		}
+		// Mkdir fails if dir exists, so that the cleanup below only ever
+		// removes what this request made.
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			status := http.StatusInternalServerError
+			if errors.Is(err, fs.ErrExist) {
+				status, err = http.StatusBadRequest, fmt.Errorf("%s already exists: a backup goes to a new directory", dir)
+			}
+			writeBackupError(w, status, err)
+			return
+		}
+		start := time.Now()
 		err := tsdbStore.Backup(tsdbDir(dir))
 		if err == nil {
 			err = deployments.Backup(deploymentsDir(dir))
@@ -58,6 +69,16 @@ func backupHandler(tsdbStore, deployments backupStore, log *slog.Logger) http.Ha
 	}
 }
 
+// within reports whether path is dir or inside it.
+func within(path, dir string) bool {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	rel, err := filepath.Rel(abs, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
 func writeBackupError(w http.ResponseWriter, status int, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -70,46 +91,27 @@ func deploymentsDir(dataDir string) string { return filepath.Join(dataDir, "depl
 // runBackup asks a running server for a consistent copy of its data
 // directory into --to.
 func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	to := fs.String("to", "", "new directory for the copy, on the server's machine (required)")
-	server := fs.String("url", "http://127.0.0.1:9480", "the server's HTTP address")
-	tokenFile := fs.String("token-file", "", "file holding a bearer token with the admin scope, if the server has --auth-file")
-	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait for the copy")
-	if err := fs.Parse(args); err != nil {
+	f := newGateFlags("backup", stderr, false)
+	f.Init("backup", flag.ContinueOnError) // a command of its own, not of gate
+	to := f.String("to", "", "new directory for the copy, on the server's machine (required)")
+	timeout := f.Duration("timeout", 10*time.Minute, "how long to wait for the copy")
+	if err := f.parse(args, "to"); err != nil {
 		return err
-	}
-	if *to == "" || fs.NArg() > 0 {
-		return errors.New("backup: --to DIR is required, and nothing else")
 	}
 	dir, err := filepath.Abs(*to)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(*server, "/")+"/api/v1/admin/backup",
-		strings.NewReader(url.Values{"dir": {dir}}.Encode()))
-	if err != nil {
-		return err
+	c := f.client()
+	c.timeout = *timeout
+	var out struct {
+		Data struct {
+			Dir string `json:"dir"`
+		} `json:"data"`
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if *tokenFile != "" {
-		token, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
+	if err := c.call(ctx, http.MethodPost, "/api/v1/admin/backup?"+url.Values{"dir": {dir}}.Encode(), nil, &out); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("backup: %s: %s", resp.Status, strings.TrimSpace(string(body)))
-	}
-	fmt.Fprintf(stdout, "backup written to %s\n", dir)
+	fmt.Fprintf(stdout, "backup written to %s\n", out.Data.Dir)
 	return nil
 }

@@ -81,6 +81,11 @@ func TestBackupWhileServing(t *testing.T) {
 		t.Errorf("a second backup into the same directory: %v: %s", err, out)
 	}
 
+	out, err = exec.Command(immuneBin, "backup", "--url", base, "--to", filepath.Join(dir, "data", "copy")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "inside the data directory") {
+		t.Errorf("a backup into the data directory: %v: %s", err, out)
+	}
+
 	_, copyBase := startImmune(t, copyDir)
 	var got struct {
 		Data struct {

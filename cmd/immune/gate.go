@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -72,12 +73,15 @@ func runGate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 type gateFlags struct {
 	*flag.FlagSet
 	url, deployment string
+	tokenFile       string
+	token           string // read from tokenFile by parse
 }
 
 func newGateFlags(name string, stderr io.Writer, withDeployment bool) *gateFlags {
 	f := &gateFlags{FlagSet: flag.NewFlagSet("gate "+name, flag.ContinueOnError)}
 	f.SetOutput(stderr)
 	f.StringVar(&f.url, "url", "http://127.0.0.1:9480", "Immune server URL")
+	f.StringVar(&f.tokenFile, "token-file", "", "file holding a bearer token, for a server with --auth-file")
 	if withDeployment {
 		f.StringVar(&f.deployment, "deployment", "", "deployment ID, as printed by gate start (required)")
 	}
@@ -97,11 +101,18 @@ func (f *gateFlags) parse(args []string, required ...string) error {
 			return fmt.Errorf("%s: --%s is required", f.Name(), name)
 		}
 	}
+	if f.tokenFile != "" {
+		b, err := os.ReadFile(f.tokenFile)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.Name(), err)
+		}
+		f.token = strings.TrimSpace(string(b))
+	}
 	return nil
 }
 
 func (f *gateFlags) client() gateClient {
-	return gateClient{base: strings.TrimRight(f.url, "/"), http: &http.Client{}}
+	return gateClient{base: strings.TrimRight(f.url, "/"), http: &http.Client{}, token: f.token}
 }
 
 // metadataFlag collects repeated --metadata key=value flags.
@@ -350,8 +361,9 @@ func deploymentPath(id, sub string) string {
 
 // gateClient calls the gate API.
 type gateClient struct {
-	base string
-	http *http.Client
+	base  string
+	http  *http.Client
+	token string // sent as a bearer token, if set
 	// timeout bounds one call; zero means gateRequestTimeout.
 	timeout time.Duration
 }
@@ -400,6 +412,9 @@ func (c gateClient) call(ctx context.Context, method, path string, in, out any) 
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

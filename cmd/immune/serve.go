@@ -247,7 +247,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return errors.Join(err, deployments.Close(), db.Close())
 	}
 	gate.New(detector, gate.Options{Logger: log.With("component", "gate")}).Register(apiMux)
-	apiMux.Handle("POST /api/v1/admin/backup", backupHandler(db, deployments, log.With("component", "backup")))
+	apiMux.Handle("POST /api/v1/admin/backup", backupHandler(f.dataDir, db, deployments, log.With("component", "backup")))
 	detectCtx, stopDetect := context.WithCancel(context.Background())
 	detectDone := make(chan struct{})
 	go func() {
