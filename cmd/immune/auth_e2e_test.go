@@ -57,10 +57,6 @@ func call(t *testing.T, client *http.Client, method, url, token, body string) (i
 	return resp.StatusCode, string(b)
 }
 
-func putBody(ts int64) string {
-	return fmt.Sprintf(`[{"metric":"authed","timestamp":%d,"value":1,"tags":{"host":"a"}}]`, ts)
-}
-
 func queryURL(base string, ts int64) string {
 	return base + "/api/v1/query?" + url.Values{"query": {"count_over_time(authed[1h])"}, "time": {fmt.Sprint(ts)}}.Encode()
 }
@@ -81,10 +77,10 @@ func TestServeAuth(t *testing.T) {
 		want                           int
 	}{
 		{"health without credentials", "GET", base + "/-/ready", "", "", 200},
-		{"write without credentials", "POST", base + "/api/put", "", putBody(now), 401},
-		{"write with a wrong token", "POST", base + "/api/put", "nope", putBody(now), 401},
-		{"write with a read token", "POST", base + "/api/put", "read-token", putBody(now), 403},
-		{"write with a write token", "POST", base + "/api/put", "write-token", putBody(now), 204},
+		{"write without credentials", "POST", base + "/api/put", "", pointBody("authed", now, 1), 401},
+		{"write with a wrong token", "POST", base + "/api/put", "nope", pointBody("authed", now, 1), 401},
+		{"write with a read token", "POST", base + "/api/put", "read-token", pointBody("authed", now, 1), 403},
+		{"write with a write token", "POST", base + "/api/put", "write-token", pointBody("authed", now, 1), 204},
 		{"remote write with a read token", "POST", base + "/api/v1/write", "read-token", "", 403},
 		{"query with a write token", "GET", queryURL(base, now), "write-token", "", 403},
 		{"query with a read token", "GET", queryURL(base, now), "read-token", "", 200},
@@ -204,7 +200,7 @@ func TestServeTLS(t *testing.T) {
 		t.Error("plain HTTP answered on the TLS port")
 	}
 	now := time.Now().Unix()
-	if got, body := call(t, c, "POST", base+"/api/put", "", putBody(now)); got != 204 {
+	if got, body := call(t, c, "POST", base+"/api/put", "", pointBody("authed", now, 1)); got != 204 {
 		t.Fatalf("put over HTTPS: %d %s", got, body)
 	}
 	conn := dialTelnet(t, func() (net.Conn, error) { return tls.Dial("tcp", tsdbAddr, tlsConfig) })

@@ -21,12 +21,10 @@ func TestBackupWhileServing(t *testing.T) {
 	_, base := startImmune(t, filepath.Join(dir, "data"))
 	now := time.Now().Add(-time.Minute).Truncate(time.Second)
 	put := func(i int64) error {
-		body := fmt.Sprintf(`[{"metric":"backed","timestamp":%d,"value":%d,"tags":{"host":"a"}}]`, now.Unix()-3000+i, i)
-		resp, err := http.Post(base+"/api/put", "application/json", strings.NewReader(body))
+		resp, err := postPut(base, pointBody("backed", now.Unix()-3000+i, i))
 		if err != nil {
 			return err
 		}
-		resp.Body.Close()
 		if resp.StatusCode != http.StatusNoContent {
 			return fmt.Errorf("put %d: %s", i, resp.Status)
 		}
@@ -40,7 +38,7 @@ func TestBackupWhileServing(t *testing.T) {
 	// The gate wants both sides reporting before it registers them.
 	sides := fmt.Sprintf(`[{"metric":"up","timestamp":%[1]d,"value":1,"tags":{"service":"svc","version":"v1"}},`+
 		`{"metric":"up","timestamp":%[1]d,"value":1,"tags":{"service":"svc","version":"v2"}}]`, now.Unix())
-	if resp, err := http.Post(base+"/api/put", "application/json", strings.NewReader(sides)); err != nil || resp.StatusCode != http.StatusNoContent {
+	if resp, err := postPut(base, sides); err != nil || resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("put: %v %v", resp, err)
 	}
 	code, id, stderr := gateCLI(t, "start", "--url", base, "--service", "svc", "--version", "v2",
@@ -87,22 +85,12 @@ func TestBackupWhileServing(t *testing.T) {
 	}
 
 	_, copyBase := startImmune(t, copyDir)
-	var got struct {
-		Data struct {
-			Result []struct {
-				Value [2]any `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	q := fmt.Sprintf("%s/api/v1/query?query=count_over_time(backed[2h])&time=%d", copyBase, now.Unix())
-	if err := getJSON(q, &got); err != nil {
-		t.Fatal(err)
-	}
-	if len(got.Data.Result) != 1 {
-		t.Fatalf("the copy holds %d series, want 1", len(got.Data.Result))
+	got := vectorValues(t, fmt.Sprintf("%s/api/v1/query?query=count_over_time(backed[2h])&time=%d", copyBase, now.Unix()))
+	if len(got) != 1 {
+		t.Fatalf("the copy holds %d series, want 1", len(got))
 	}
 	var n int64
-	fmt.Sscan(got.Data.Result[0].Value[1].(string), &n)
+	fmt.Sscan(got[0], &n)
 	if n < 500 || n > 500+during.Load() {
 		t.Errorf("the copy holds %d points, want between 500 and %d", n, 500+during.Load())
 	}

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -40,14 +39,7 @@ func TestDiskFull(t *testing.T) {
 	fs := mountTmpfs(t, 96<<20)
 	_, base := startImmune(t, filepath.Join(fs, "data"), "--min-free-space", "32MiB")
 	now := time.Now().Unix()
-	put := func(i int64) (*http.Response, error) {
-		body := fmt.Sprintf(`[{"metric":"filled","timestamp":%d,"value":%d,"tags":{"host":"a"}}]`, now-600+i, i)
-		resp, err := http.Post(base+"/api/put", "application/json", strings.NewReader(body))
-		if err == nil {
-			resp.Body.Close()
-		}
-		return resp, err
-	}
+	put := func(i int64) (*http.Response, error) { return postPut(base, pointBody("filled", now-600+i, i)) }
 	if resp, err := put(0); err != nil || resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("put with room: %v %v", resp, err)
 	}
@@ -86,18 +78,8 @@ func TestDiskFull(t *testing.T) {
 		}
 		return nil
 	})
-	var got struct {
-		Data struct {
-			Result []struct {
-				Value [2]any `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := getJSON(query, &got); err != nil {
-		t.Fatal(err)
-	}
-	if len(got.Data.Result) != 1 || got.Data.Result[0].Value[1] != "2" {
-		t.Errorf("stored points: %+v, want the two accepted", got.Data.Result)
+	if got := vectorValues(t, query); len(got) != 1 || got[0] != "2" {
+		t.Errorf("stored points: %v, want the two accepted", got)
 	}
 }
 

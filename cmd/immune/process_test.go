@@ -197,3 +197,43 @@ func httpGet(url string) error {
 	}
 	return nil
 }
+
+// pointBody is an OpenTSDB /api/put body of one point of metric, tagged
+// host=a.
+func pointBody(metric string, ts, value int64) string {
+	return fmt.Sprintf(`[{"metric":%q,"timestamp":%d,"value":%d,"tags":{"host":"a"}}]`, metric, ts, value)
+}
+
+// postPut POSTs an /api/put body and returns the response, its body read
+// and closed.
+func postPut(base, body string) (*http.Response, error) {
+	resp, err := http.Post(base+"/api/put", "application/json", strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp, nil
+}
+
+// vectorValues runs the instant query at url and returns its samples'
+// values.
+func vectorValues(t *testing.T, url string) []string {
+	t.Helper()
+	var got struct {
+		Data struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := getJSON(url, &got); err != nil {
+		t.Fatal(err)
+	}
+	var values []string
+	for _, s := range got.Data.Result {
+		v, _ := s.Value[1].(string)
+		values = append(values, v)
+	}
+	return values
+}
