@@ -106,7 +106,7 @@ func (a *appender) seriesFor(ref storage.SeriesRef, ls labels.Labels) (*memSerie
 	if _, dup := ls.HasDuplicateLabelNames(); dup || ls.IsEmpty() || ls.Has("") {
 		return nil, fmt.Errorf("%w: %s", ErrInvalidLabels, ls)
 	}
-	s, err := a.db.head.lookupOrAdd(ls, func() (*memSeries, error) {
+	s, err := a.db.head.lookupOrAdd(ls, a.db.opts.MaxActiveSeries, func() (*memSeries, error) {
 		if err := a.db.enter(); err != nil {
 			return nil, err
 		}

@@ -101,8 +101,10 @@ func (st *hashStripe) removeLocked(s *memSeries) {
 
 // lookupOrAdd returns the head series for ls, calling create under the
 // stripe lock when it is not in the head, and marks it referenced so that
-// garbage collection keeps it until release.
-func (h *head) lookupOrAdd(ls labels.Labels, create func() (*memSeries, error)) (*memSeries, error) {
+// garbage collection keeps it until release. A series that would make the
+// head hold more than limit series (when limit > 0) is not created: the
+// result is a *SeriesLimitError.
+func (h *head) lookupOrAdd(ls labels.Labels, limit int64, create func() (*memSeries, error)) (*memSeries, error) {
 	hash := ls.Hash()
 	st := &h.byHash[hash%stripeCount]
 	st.mu.Lock()
@@ -110,10 +112,14 @@ func (h *head) lookupOrAdd(ls labels.Labels, create func() (*memSeries, error)) 
 	if s := st.findLocked(ls, hash); s != nil {
 		return s, nil
 	}
+	if !h.reserve(limit) {
+		return nil, &SeriesLimitError{Limit: limit}
+	}
 	// Creating under the stripe lock makes two appenders of a new series
 	// agree on one ID.
 	s, err := create()
 	if err != nil {
+		h.count.Add(-1)
 		return nil, err
 	}
 	s.hash = hash
@@ -121,6 +127,21 @@ func (h *head) lookupOrAdd(ls labels.Labels, create func() (*memSeries, error)) 
 	st.addLocked(s)
 	h.addID(s)
 	return s, nil
+}
+
+// reserve counts one more series in the head unless that would pass
+// limit (none when limit <= 0). Reserving before creating keeps the limit
+// exact however many appenders create series at once.
+func (h *head) reserve(limit int64) bool {
+	for {
+		n := h.count.Load()
+		if limit > 0 && n >= limit {
+			return false
+		}
+		if h.count.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
 }
 
 // getOrLoad returns the head series with this ID, adding it with labels
@@ -133,7 +154,8 @@ func (h *head) getOrLoad(id uint64, load func() (labels.Labels, error)) (*memSer
 	if err != nil {
 		return nil, err
 	}
-	s, err := h.lookupOrAdd(ls, func() (*memSeries, error) { return newMemSeries(id, ls, true), nil })
+	// No limit: what the WAL holds was accepted, and must be replayed.
+	s, err := h.lookupOrAdd(ls, 0, func() (*memSeries, error) { return newMemSeries(id, ls, true), nil })
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +168,6 @@ func (h *head) addID(s *memSeries) {
 	st.mu.Lock()
 	st.series[s.id] = s
 	st.mu.Unlock()
-	h.count.Add(1)
 }
 
 // all returns a snapshot of the head's series.

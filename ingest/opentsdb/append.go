@@ -40,9 +40,9 @@ func newBatch(ctx context.Context, app storage.Appendable, opts *Options) batch 
 
 // appendError is why append did not take a valid point.
 type appendError struct {
-	// rejected is true when the point is refused (from the future, or a
-	// storage sentinel) and the appender is still usable; false for any
-	// other storage error.
+	// rejected is true when the point is refused (from the future, a
+	// storage sentinel or the series limit) and the appender is still
+	// usable; false for any other storage error.
 	rejected bool
 	msg      string
 	err      error
@@ -109,7 +109,19 @@ func rejection(err error) string {
 	case errors.Is(err, storage.ErrDuplicateSampleForTimestamp):
 		return "sample rejected by storage: a different value at the same timestamp"
 	}
+	if limit, ok := errors.AsType[seriesLimitError](err); ok {
+		return "new series rejected by storage: " + limit.Error()
+	}
 	return ""
+}
+
+// seriesLimitError is the cardinality contract with storage, the same as
+// the remote-write receiver's: an error with a SeriesLimit method anywhere
+// in its chain refuses a point of a series new to storage because too many
+// are active. Only that point is refused: a retry would be refused alike.
+type seriesLimitError interface {
+	error
+	SeriesLimit() int64
 }
 
 // commit commits the open transaction, if any, and returns how many points

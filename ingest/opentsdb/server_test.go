@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"regexp"
 	"strings"
 	"sync"
@@ -333,6 +334,40 @@ func TestTelnetStorageRejections(t *testing.T) {
 	if st := s.Stats(); st.StorageRejected != 2 {
 		t.Fatalf("stats: %+v", st)
 	}
+}
+
+// TestSeriesLimitRefusesOnlyNewSeries: with the store's active-series
+// limit reached, telnet and /api/put refuse the points of a new series in
+// the protocol's form and store the others of the same batch or request.
+func TestSeriesLimitRefusesOnlyNewSeries(t *testing.T) {
+	db, err := tsdb.Open(t.TempDir(), tsdb.Options{Now: nowFunc, MaxActiveSeries: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s := NewServer(db, testOptions())
+	c := dial(t, startServer(t, s))
+	c.send(
+		fmt.Sprintf("put m %d 1 a=1", ts(0)),
+		fmt.Sprintf("put m %d 1 a=2", ts(0)),
+		fmt.Sprintf("put m %d 1 a=3", ts(0)),
+		fmt.Sprintf("put m %d 2 a=1", ts(1)),
+	)
+	want := "put: illegal argument: new series rejected by storage: active series limit of 2 reached"
+	if got := c.readLine(); !strings.HasPrefix(got, want) {
+		t.Fatalf("got %q, want it to start with %q", got, want)
+	}
+	c.sync()
+
+	code, resp := put(t, NewPutHandler(db, testOptions()), "/api/put?details",
+		"["+jp("m", 2, "3", `{"a":"2"}`)+","+jp("m", 2, "1", `{"a":"4"}`)+"]")
+	if code != http.StatusBadRequest || !strings.Contains(resp, `"success":1,"failed":1`) || !strings.Contains(resp, "active series limit of 2 reached") {
+		t.Fatalf("/api/put: got %d %s", code, resp)
+	}
+	wantSeries(t, db, map[string][]sample{
+		`{__name__="m", a="1"}`: {{ts(0) * 1000, 1}, {ts(1) * 1000, 2}},
+		`{__name__="m", a="2"}`: {{ts(0) * 1000, 1}, {ts(2) * 1000, 3}},
+	})
 }
 
 // faultyAppendable wraps a store to fail appends of the metric "fail" and,

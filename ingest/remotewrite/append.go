@@ -123,7 +123,7 @@ func (t *txn) appendSeries(idx int, lbls []wireLabel, smps []sample, histograms 
 		built bool
 		n     int
 	)
-	for _, s := range smps {
+	for i, s := range smps {
 		r := reasonNone
 		switch {
 		case s.t < 0:
@@ -147,8 +147,16 @@ func (t *txn) appendSeries(idx int, lbls []wireLabel, smps []sample, histograms 
 				return ref, ls, n, err
 			}
 		}
-		if rep.reject(r, idx, 1) {
+		rejected := 1
+		if r == reasonSeriesLimit {
+			// Every later sample of the series would be refused alike.
+			rejected = len(smps) - i
+		}
+		if rep.reject(r, idx, rejected) {
 			rep.setExample(r, idx, formatSeries(lbls), sampleProblem(r, s.t, t.h.skew, err))
+		}
+		if r == reasonSeriesLimit {
+			break
 		}
 	}
 	t.written += n

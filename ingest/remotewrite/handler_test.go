@@ -321,6 +321,52 @@ func TestStorageRejectsSamples(t *testing.T) {
 	})
 }
 
+// seriesLimitErr is how a storage refuses a new series past its
+// active-series limit: any error with a SeriesLimit method.
+type seriesLimitErr struct{ limit int64 }
+
+func (e seriesLimitErr) Error() string {
+	return fmt.Sprintf("active series limit of %d reached", e.limit)
+}
+func (e seriesLimitErr) SeriesLimit() int64 { return e.limit }
+
+// TestStorageSeriesLimit: a series storage refuses for its active-series
+// limit is rejected whole (400, not retried), and the request's other
+// series are stored and committed.
+func TestStorageSeriesLimit(t *testing.T) {
+	for _, proto := range []string{"v1", "v2"} {
+		t.Run(proto, func(t *testing.T) {
+			db := newTestStorage(t)
+			rec := &recordingAppendable{Appendable: db, appendErr: fmt.Errorf("tsdb: %w", seriesLimitErr{7})}
+			h := NewHandler(rec, testOptions())
+			series := []tseries{
+				ser("__name__", "ok").at(testNowMs, 1),
+				ser("__name__", "fail").at(testNowMs, 1).at(testNowMs+1000, 2).at(testNowMs+2000, 3),
+				ser("__name__", "ok2").at(testNowMs, 4),
+			}
+			var resp *http.Response
+			if proto == "v1" {
+				resp = post(t, h, contentTypeV1, marshal(t, v1Request(series...)))
+			} else {
+				resp = post(t, h, contentTypeV2, marshal(t, v2Request(series...)))
+				if got := resp.Header.Get("X-Prometheus-Remote-Write-Samples-Written"); got != "2" {
+					t.Errorf("Samples-Written = %q, want 2", got)
+				}
+			}
+			body := wantStatus(t, resp, http.StatusBadRequest)
+			wantBodyContains(t, body, "2 samples stored, 3 rejected", "active series limit reached: 3 samples in 1 series dropped",
+				`{__name__="fail"}`, "active series limit of 7 reached")
+			if rec.commits != 1 || rec.rollbacks != 0 {
+				t.Errorf("commits = %d, rollbacks = %d, want one commit", rec.commits, rec.rollbacks)
+			}
+			wantStored(t, db, map[string][]sample{
+				`{__name__="ok"}`:  {{testNowMs, 1}},
+				`{__name__="ok2"}`: {{testNowMs, 4}},
+			})
+		})
+	}
+}
+
 // overloadError is how a storage signals overload: any error with a
 // RetryAfter method.
 type overloadError struct{ after time.Duration }

@@ -37,6 +37,8 @@ const (
 	reasonDuplicateTimestamp
 	reasonTooOld
 	reasonOutOfBounds
+	// The store's active-series limit: the rest of the series is dropped.
+	reasonSeriesLimit
 	numReasons
 )
 
@@ -78,6 +80,8 @@ func (r reason) String() string {
 		return "sample too old"
 	case reasonOutOfBounds:
 		return "sample out of bounds"
+	case reasonSeriesLimit:
+		return "active series limit reached"
 	}
 	return "none"
 }
@@ -95,7 +99,20 @@ func storageReason(err error) reason {
 	case errors.Is(err, storage.ErrOutOfBounds):
 		return reasonOutOfBounds
 	}
+	if _, ok := errors.AsType[seriesLimitError](err); ok {
+		return reasonSeriesLimit
+	}
 	return reasonNone
+}
+
+// seriesLimitError is the cardinality contract with storage: an error
+// with, anywhere in its chain, a method SeriesLimit() int64 refuses a
+// series new to storage because too many are active. It rejects that
+// series (400), not the request: senders must not retry what will be
+// refused again, and the request's other series are stored.
+type seriesLimitError interface {
+	error
+	SeriesLimit() int64
 }
 
 // limits are the per-series label limits, already defaulted.
@@ -358,6 +375,8 @@ func sampleProblem(r reason, t int64, skew time.Duration, err error) string {
 		return fmt.Sprintf("sample timestamp %d ms is before 1970", t)
 	case reasonFutureTimestamp:
 		return fmt.Sprintf("sample timestamp %d ms (%s) is more than %s in the future", t, time.UnixMilli(t).UTC().Format(time.RFC3339), skew)
+	case reasonSeriesLimit:
+		return err.Error()
 	}
 	return fmt.Sprintf("sample at %d ms: %v", t, err)
 }
