@@ -2,7 +2,7 @@ GO ?= go
 BIN := immune
 PKGS := ./...
 
-.PHONY: build run test lint fuzz bench bench-micro bench-compare bench-gate clean
+.PHONY: build run test lint fuzz bench bench-micro bench-compare bench-gate soak clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/immune
@@ -50,6 +50,12 @@ bench-compare: build
 ## bench-gate: verdict latency and poll latency under 100 pollers
 bench-gate: build
 	./$(BIN) bench gate
+
+SOAK_DURATION ?= 30m
+## soak: remote write, queries and verdict reads together on a fresh server for SOAK_DURATION
+## (not in test or CI); fails on a refused or lost write, an RSS slope or a p99 growth over its limits
+soak: build
+	./$(BIN) bench soak --duration $(SOAK_DURATION) $(SOAK_FLAGS)
 
 clean:
 	rm -f $(BIN)

@@ -30,6 +30,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "gate" {
 		return runBenchGate(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "soak" {
+		return runBenchSoak(ctx, args[1:], stdout, stderr)
+	}
 	var (
 		o         bench.WriteOptions
 		protocol  string
