@@ -396,10 +396,9 @@ func (t timedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 type soakRecorder struct {
 	mu struct {
 		sync.Mutex
-		window   []time.Duration // successful requests' latencies since the last take
-		errors   int64           // failed requests since the last take
-		total    SoakTotal
-		firstErr error
+		window []time.Duration // successful requests' latencies since the last take
+		errors int64           // failed requests since the last take
+		total  SoakTotal
 	}
 }
 
