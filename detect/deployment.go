@@ -200,7 +200,13 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 		if err2 := json.Unmarshal(b, &secs); err2 != nil {
 			return fmt.Errorf("duration: want a string such as \"15m\" or seconds, got %s", b)
 		}
-		*d = Duration(secs * float64(time.Second))
+		ns := secs * float64(time.Second)
+		// Converting a float beyond int64 is implementation-defined: on
+		// amd64, 1e10 seconds became minus 292 years.
+		if !(ns >= math.MinInt64 && ns < math.MaxInt64) {
+			return fmt.Errorf("duration: %s seconds is out of range: at most %d", b, int64(math.MaxInt64/time.Second))
+		}
+		*d = Duration(ns)
 		return nil
 	}
 	v, err := time.ParseDuration(s)

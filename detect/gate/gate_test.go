@@ -187,6 +187,8 @@ func TestGateBadInput(t *testing.T) {
 			400, "service is required"},
 		{"bad duration", "POST", "/api/v1/deployments", registration(func(m map[string]any) { m["min_bake"] = "five minutes" }),
 			400, "request body:"},
+		{"duration beyond int64", "POST", "/api/v1/deployments", registration(func(m map[string]any) { m["max_bake"] = 1e10 }),
+			400, "request body: duration: 10000000000 seconds is out of range"},
 		{"wrong type", "POST", "/api/v1/deployments", registration(func(m map[string]any) { m["canary"] = 42 }),
 			400, `field "canary": cannot use a JSON number here`},
 		{"not JSON", "POST", "/api/v1/deployments", `{"service": `, 400, "not valid JSON"},
