@@ -23,6 +23,7 @@ import (
 
 	"github.com/immune-dev/immune/detect"
 	"github.com/immune-dev/immune/detect/gate"
+	"github.com/immune-dev/immune/ingest/memlimit"
 	"github.com/immune-dev/immune/ingest/opentsdb"
 	"github.com/immune-dev/immune/ingest/remotewrite"
 	"github.com/immune-dev/immune/query"
@@ -47,6 +48,8 @@ type serveFlags struct {
 	tlsCert, tlsKey  string
 	insecureListen   bool
 	minFreeSpace     units.Base2Bytes
+	maxActiveSeries  int64
+	writeMemory      units.Base2Bytes
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
@@ -54,6 +57,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
 		retention:        model.Duration(15 * 24 * time.Hour),
 		outOfOrderWindow: model.Duration(time.Hour),
 		minFreeSpace:     256 * units.MiB,
+		maxActiveSeries:  tsdb.DefaultMaxActiveSeries,
+		writeMemory:      512 * units.MiB,
 	}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -72,6 +77,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate for HTTPS and OpenTSDB over TLS (with --tls-key; reloaded on SIGHUP)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.Var(bytesFlag{&f.minFreeSpace}, "min-free-space", "free disk space below which writes are refused (503 with Retry-After) until space returns, e.g. 256MiB, 1GiB; 0 disables")
+	fs.Int64Var(&f.maxActiveSeries, "max-active-series", f.maxActiveSeries, "series written to in about the last 2h that the store holds at once; samples of further new series are refused (400, the rest of the request is stored); 0 means no limit")
+	fs.Var(bytesFlag{&f.writeMemory}, "write-memory-limit", "memory the remote-write and /api/put requests in progress may hold at once (bodies, decoded samples); beyond it requests wait, then get 503 with Retry-After")
 	fs.BoolVar(&f.insecureListen, "insecure-listen", false, "allow listening on non-loopback addresses without --auth-file")
 	fs.Func("webhook", "URL POSTed each deployment's terminal verdict (repeatable)", func(s string) error {
 		f.webhooks = append(f.webhooks, s)
@@ -83,6 +90,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("serve: unexpected arguments %q", fs.Args())
 	}
+	if f.writeMemory <= 0 {
+		return f, fmt.Errorf("serve: --write-memory-limit must be more than 0, got %s", f.writeMemory)
+	}
 	return f, nil
 }
 
@@ -93,6 +103,14 @@ func minFreeBytes(b units.Base2Bytes) int64 {
 		return -1
 	}
 	return int64(b)
+}
+
+// noLimitIfZero maps a flag's 0 (no limit) to tsdb's negative one.
+func noLimitIfZero(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // bytesFlag parses sizes with base-2 units, as Prometheus'
@@ -213,6 +231,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		Retention:        time.Duration(f.retention),
 		OutOfOrderWindow: time.Duration(f.outOfOrderWindow),
 		MinFreeBytes:     minFreeBytes(f.minFreeSpace),
+		MaxActiveSeries:  noLimitIfZero(f.maxActiveSeries),
 	})
 	if err != nil {
 		srv.Close()
@@ -224,8 +243,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return errors.Join(err, db.Close())
 	}
 	apiMux := http.NewServeMux()
-	apiMux.Handle("/api/v1/write", remotewrite.NewHandler(db, remotewrite.Options{Logger: log.With("component", "remotewrite")}))
-	openTSDB := opentsdb.NewServer(db, opentsdb.Options{Logger: log.With("component", "opentsdb"), Version: version, Authenticate: sec.telnetAuth()})
+	// One budget for both front ends: their requests share the memory.
+	writeMemory := memlimit.New(int64(f.writeMemory))
+	apiMux.Handle("/api/v1/write", remotewrite.NewHandler(db, remotewrite.Options{Logger: log.With("component", "remotewrite"), Memory: writeMemory}))
+	openTSDB := opentsdb.NewServer(db, opentsdb.Options{Logger: log.With("component", "opentsdb"), Version: version, Authenticate: sec.telnetAuth(), Memory: writeMemory})
 	apiMux.Handle("/api/put", openTSDB.PutHandler())
 	tsdbapi.New(db, tsdbapi.Options{Logger: log.With("component", "opentsdb-query")}).Register(apiMux)
 	queryAPI := query.New(db, query.Options{

@@ -3,6 +3,8 @@ package opentsdb
 import (
 	"log/slog"
 	"time"
+
+	"github.com/immune-dev/immune/ingest/memlimit"
 )
 
 // Defaults for the zero values of Options.
@@ -110,6 +112,15 @@ type Options struct {
 	// is answered 503 with Retry-After. Zero means DefaultQueueTimeout
 	// (10s).
 	QueueTimeout time.Duration
+
+	// Memory (HTTP), if set, is the write memory budget, shared with the
+	// other front ends. A request reserves putCost of its body as it reads
+	// it, waiting up to QueueTimeout for room; it is answered 503 with
+	// Retry-After if none frees up, and 413 if it needs more than the
+	// whole budget. Nil leaves MaxConcurrentRequests and MaxBodyBytes to
+	// bound the memory. Telnet connections are bounded by MaxConnections
+	// and MaxLineBytes instead.
+	Memory *memlimit.Limiter
 }
 
 // withDefaults returns o with every zero or negative field replaced by its

@@ -18,6 +18,7 @@ import (
 	"github.com/klauspost/compress/zlib"
 	"github.com/prometheus/prometheus/storage"
 
+	"github.com/immune-dev/immune/ingest/memlimit"
 	"github.com/immune-dev/immune/internal/jsonquote"
 )
 
@@ -59,11 +60,13 @@ const maxPooledBytes = 16 << 20
 //     ("Unable to parse the given JSON"; nothing is stored), or holds no
 //     data point ("No datapoints found in content").
 //   - 405 for a method other than POST, 413 for a body larger than
-//     MaxBodyBytes after decompression, 415 for another Content-Encoding.
+//     MaxBodyBytes after decompression or needing more than the whole
+//     write memory budget (Options.Memory), 415 for another
+//     Content-Encoding.
 //   - 500 if storage failed (nothing of the request was stored; clients
 //     retry), or 503 with Retry-After if the storage error has a method
 //     RetryAfter() time.Duration, or if MaxConcurrentRequests requests were
-//     busy for QueueTimeout.
+//     busy, or the write memory budget full, for QueueTimeout.
 func NewPutHandler(app storage.Appendable, opts Options) http.Handler {
 	return newPutHandler(app, opts.withDefaults(), &counters{})
 }
@@ -145,9 +148,16 @@ func (h *putHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() { <-h.turns }()
 	h.stats.httpRequests.Add(1)
 
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.QueueTimeout)
+	defer cancel()
+	res := h.opts.Memory.Reservation(ctx)
+	defer res.Release()
 	st := h.getState()
 	defer h.releaseState(st)
-	if status, msg, detail := h.readBody(st, r); status != 0 {
+	if status, msg, detail := h.readBody(st, r, res); status != 0 {
+		if status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
 		writeError(w, status, msg, detail)
 		return
 	}
@@ -396,9 +406,18 @@ func (h *putHandler) admit(w http.ResponseWriter, r *http.Request) bool {
 	}
 }
 
-// readBody reads and decompresses the body into st.body. A non-zero status
-// is the error to answer.
-func (h *putHandler) readBody(st *putState, r *http.Request) (status int, msg, detail string) {
+// readStep is how much more body is read, and reserved, at a time when
+// its length is not known ahead.
+const readStep = 256 << 10
+
+// putCost is the write memory reserved for n bytes of body: the body and
+// the points decoded from it, which take up to four times as much (a
+// point is about 200 bytes of structs, and 56 bytes of JSON at the least).
+func putCost(n int64) int64 { return 5 * n }
+
+// readBody reads and decompresses the body into st.body, growing res with
+// it. A non-zero status is the error to answer.
+func (h *putHandler) readBody(st *putState, r *http.Request, res *memlimit.Reservation) (status int, msg, detail string) {
 	limit := h.opts.MaxBodyBytes
 	var body io.Reader = r.Body
 	hint := int64(-1)
@@ -436,7 +455,15 @@ func (h *putHandler) readBody(st *putState, r *http.Request) (status int, msg, d
 		if len(buf) == cap(buf) {
 			buf = slices.Grow(buf, 16<<10)
 		}
-		n, err := body.Read(buf[len(buf):min(int64(cap(buf)), limit+1)])
+		// Reserved as the body grows, a step at a time: a compressed
+		// body's size is known only once it is read, and a pooled buffer's
+		// capacity says nothing of this body.
+		end := min(int64(cap(buf)), limit+1, int64(len(buf))+max(hint+1, readStep))
+		if err := res.GrowTo(putCost(end)); err != nil {
+			st.body = buf[:0]
+			return memoryRefusal(err)
+		}
+		n, err := body.Read(buf[len(buf):end])
 		buf = buf[:len(buf)+n]
 		if int64(len(buf)) > limit {
 			st.body = buf[:0]
@@ -477,6 +504,16 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+// memoryRefusal is the answer to a failed write memory reservation: 413
+// for a body needing more than the whole budget, 503 (with Retry-After)
+// when the budget did not free up in time.
+func memoryRefusal(err error) (status int, msg, detail string) {
+	if _, ok := errors.AsType[*memlimit.TooLargeError](err); ok {
+		return http.StatusRequestEntityTooLarge, "Request body too large", err.Error()
+	}
+	return http.StatusServiceUnavailable, "Overloaded", err.Error()
 }
 
 // retryAfterError is the overload contract with storage, the same as the

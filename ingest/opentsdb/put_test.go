@@ -13,6 +13,8 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zlib"
 	"github.com/prometheus/prometheus/storage"
+
+	"github.com/immune-dev/immune/ingest/memlimit"
 )
 
 // putReq sends body to h and returns the status and the response body.
@@ -314,4 +316,37 @@ func TestPutClientGone(t *testing.T) {
 	if got := queryAll(t, db); len(got) != 0 {
 		t.Fatalf("stored %v", got)
 	}
+}
+
+// TestPutMemoryBudget: a put reserves putCost of its body from the shared
+// budget. While others hold it, a put waits QueueTimeout and gets 503 with
+// Retry-After; a body needing more than the whole budget gets 413; once
+// answered, a put holds nothing.
+func TestPutMemoryBudget(t *testing.T) {
+	db := openDB(t)
+	mem := memlimit.New(putCost(400))
+	h := NewPutHandler(db, Options{Now: nowFunc, Memory: mem, QueueTimeout: 20 * time.Millisecond})
+	point := jp("m", 0, "1", `{"a":"b"}`)
+
+	if err := mem.Reserve(context.Background(), mem.Limit()); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/put", strings.NewReader(point)))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" || !strings.Contains(rec.Body.String(), "write memory") {
+		t.Fatalf("with the budget held: got %d %q %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+	mem.Release(mem.Limit())
+
+	if code, resp := put(t, h, "/api/put", point); code != http.StatusNoContent {
+		t.Fatalf("with the budget free: got %d %s", code, resp)
+	}
+	big := "[" + strings.Repeat(point+",", 8) + point + "]"
+	if code, resp := put(t, h, "/api/put", big); code != http.StatusRequestEntityTooLarge || !strings.Contains(resp, "more than the limit") {
+		t.Fatalf("a body beyond the budget: got %d %s", code, resp)
+	}
+	if mem.Held() != 0 {
+		t.Fatalf("%d bytes held after every put was answered", mem.Held())
+	}
+	wantSeries(t, db, map[string][]sample{`{__name__="m", a="b"}`: {{ts(0) * 1000, 1}}})
 }

@@ -11,10 +11,12 @@
 //   - 204: everything was stored.
 //   - 400: some or all of the data was invalid. The valid part is stored and
 //     the body names what was rejected and why. Senders do not retry.
-//   - 413: the body is larger than 32 MiB, compressed or not.
+//   - 413: the body is larger than 32 MiB, compressed or not, or needs more
+//     than the whole write memory budget (Options.Memory).
 //   - 415: unknown Content-Type or Content-Encoding.
 //   - 500: storage failed; nothing was stored and the sender retries.
-//   - 503 with Retry-After: storage is overloaded (see NewHandler).
+//   - 503 with Retry-After: the receiver or storage is overloaded (see
+//     Options.MaxConcurrentRequests, Options.Memory and NewHandler).
 //
 // Remote write 2.0 responses always carry the
 // X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written headers.
@@ -24,6 +26,7 @@
 package remotewrite
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +41,8 @@ import (
 	"github.com/klauspost/compress/snappy"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/prometheus/storage"
+
+	"github.com/immune-dev/immune/ingest/memlimit"
 )
 
 // Defaults for the zero values of Options.
@@ -114,6 +119,14 @@ type Options struct {
 	// answered 503 with Retry-After, which senders retry. Zero or negative
 	// means DefaultQueueTimeout (10s).
 	QueueTimeout time.Duration
+
+	// Memory, if set, is the write memory budget, shared with the other
+	// front ends. A request reserves its compressed body before reading
+	// it and then decodedCost of its decompressed size, waiting up to
+	// QueueTimeout for room; it is answered 503 with Retry-After if none
+	// frees up, and 413 if it needs more than the whole budget. Nil leaves
+	// MaxConcurrentRequests alone to bound the memory.
+	Memory *memlimit.Limiter
 }
 
 // handler implements remoteapi's write storage interface; remoteapi
@@ -130,6 +143,7 @@ type handler struct {
 	// turns holds one token per request being handled (admission control).
 	turns        chan struct{}
 	queueTimeout time.Duration
+	mem          *memlimit.Limiter
 
 	// Separate pools for the two body buffers of a request, because their
 	// sizes differ by the compression ratio.
@@ -211,6 +225,7 @@ func newHandler(app storage.Appendable, opts Options) *handler {
 		opts.MaxConcurrentRequests = DefaultMaxConcurrentRequests
 	}
 	h.turns = make(chan struct{}, opts.MaxConcurrentRequests)
+	h.mem = opts.Memory
 	h.queueTimeout = opts.QueueTimeout
 	if h.queueTimeout <= 0 {
 		h.queueTimeout = DefaultQueueTimeout
@@ -306,6 +321,17 @@ func (h *handler) decompress(next http.Handler) http.Handler {
 			return
 		}
 
+		ctx, cancel := context.WithTimeout(r.Context(), h.queueTimeout)
+		defer cancel()
+		res := h.mem.Reservation(ctx)
+		defer res.Release()
+		compressedLen := r.ContentLength
+		if compressedLen < 0 || compressedLen > maxBodyBytes {
+			compressedLen = maxBodyBytes
+		}
+		if !reserve(w, res, compressedLen) {
+			return
+		}
 		compressed := getBuf(&h.compressedBufs)
 		defer putBuf(&h.compressedBufs, compressed)
 		var err error
@@ -327,6 +353,9 @@ func (h *handler) decompress(next http.Handler) http.Handler {
 			http.Error(w, fmt.Sprintf("decompressed body is %d bytes, more than the limit of %d", n, maxBodyBytes), http.StatusRequestEntityTooLarge)
 			return
 		}
+		if !reserve(w, res, compressedLen+decodedCost(n)) {
+			return
+		}
 		decoded := getBuf(&h.decodedBufs)
 		defer putBuf(&h.decodedBufs, decoded)
 		if cap(*decoded) < n {
@@ -344,6 +373,31 @@ func (h *handler) decompress(next http.Handler) http.Handler {
 		// this returns.
 		next.ServeHTTP(w, r)
 	})
+}
+
+// decodedCost is the memory reserved for a body that decompresses to n
+// bytes: the decompressed body and the batch decoded from it, which can
+// take twice the body (a sample is 16 bytes in both; a label, 4 bytes and
+// up on the wire, is two 16-byte string headers in the batch).
+func decodedCost(n int) int64 { return 3 * int64(n) }
+
+// reserve grows res to total bytes, or answers the request and returns
+// false: 413 for more than the whole budget, 503 with Retry-After when
+// the bytes did not free up in time, nothing if the client went away.
+func reserve(w http.ResponseWriter, res *memlimit.Reservation, total int64) bool {
+	err := res.GrowTo(total)
+	if err == nil {
+		return true
+	}
+	if _, ok := errors.AsType[*memlimit.TooLargeError](err); ok {
+		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
+		return false
+	}
+	if !errors.Is(err, context.Canceled) {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+	}
+	return false
 }
 
 var errBodyTooLarge = fmt.Errorf("request body exceeds the limit of %d bytes", maxBodyBytes)

@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/prometheus/prometheus/storage"
+
+	"github.com/immune-dev/immune/ingest/memlimit"
 )
 
 func TestV1HappyPath(t *testing.T) {
@@ -678,4 +680,43 @@ func TestOverloadAnswers503WithRetryAfter(t *testing.T) {
 	// The turn is free again.
 	go func() { <-app.entered }()
 	wantStatus(t, post(t, h, contentTypeV1, body), http.StatusNoContent)
+}
+
+// TestMemoryBudget: a request reserves its compressed body and
+// decodedCost of its decompressed size from the shared budget. With one
+// request holding the budget, another waits QueueTimeout and gets 503
+// with Retry-After; a request needing more than the whole budget gets 413;
+// answered requests give their bytes back.
+func TestMemoryBudget(t *testing.T) {
+	db := newTestStorage(t)
+	app := &blockingAppendable{Appendable: db, entered: make(chan struct{}), release: make(chan struct{})}
+	raw := marshal(t, v1Request(ser("__name__", "a").at(testNowMs, 1)))
+	cost := int64(len(snappyEncode(raw))) + decodedCost(len(raw))
+	mem := memlimit.New(cost + 1)
+	opts := testOptions()
+	opts.QueueTimeout = 50 * time.Millisecond
+	opts.Memory = mem
+	h := NewHandler(app, opts)
+
+	first := make(chan *http.Response)
+	go func() { first <- post(t, h, contentTypeV1, raw) }()
+	<-app.entered // the first request holds its bytes, stuck in Commit
+	if mem.Held() != cost {
+		t.Fatalf("a request in progress holds %d bytes, want %d", mem.Held(), cost)
+	}
+	resp := post(t, h, contentTypeV1, raw)
+	msg := wantStatus(t, resp, http.StatusServiceUnavailable)
+	wantBodyContains(t, msg, "overloaded", "write memory")
+	if got := resp.Header.Get("Retry-After"); got != "1" {
+		t.Errorf("Retry-After = %q, want 1", got)
+	}
+	close(app.release)
+	wantStatus(t, <-first, http.StatusNoContent)
+
+	big := marshal(t, v1Request(ser("__name__", "b").at(testNowMs, 1).at(testNowMs+1, 2).at(testNowMs+2, 3)))
+	wantBodyContains(t, wantStatus(t, post(t, h, contentTypeV1, big), http.StatusRequestEntityTooLarge), "more than the limit")
+	if mem.Held() != 0 {
+		t.Fatalf("%d bytes held after every request was answered", mem.Held())
+	}
+	wantStored(t, db, map[string][]sample{`{__name__="a"}`: {{testNowMs, 1}}})
 }
