@@ -8,6 +8,7 @@
 //	               "bench gate" measures the gate's verdict and poll latency
 //	immune gate    register a deployment with the gate and wait for its verdict, or backtest one
 //	immune compact compact a data directory no server is using
+//	immune check   verify a data directory no server is using, changing nothing
 package main
 
 import (
@@ -70,6 +71,7 @@ commands:
            and Prometheus, OpenTSDB ingest, the gate's latency, the judge, a simulated service
   gate     register deployments with the gate and wait for verdicts; replay them over history
   compact  compact a data directory no server is using
+  check    verify a data directory no server is using (Pebble's checksums and levels, the layout)
   backup   have a running server copy its data directory, consistently, to a new one
   version  print the version
 
@@ -90,6 +92,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runGate(ctx, args[1:], stdout, stderr)
 	case "compact":
 		return runCompact(ctx, args[1:], stdout, stderr)
+	case "check":
+		return runCheck(args[1:], stdout, stderr)
 	case "backup":
 		return runBackup(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
