@@ -9,6 +9,7 @@
 //	immune gate    register a deployment with the gate and wait for its verdict, or backtest one
 //	immune compact compact a data directory no server is using
 //	immune check   verify a data directory no server is using, changing nothing
+//	immune backup  have a running server copy its data directory consistently
 package main
 
 import (

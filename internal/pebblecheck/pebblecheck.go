@@ -53,7 +53,9 @@ func Check(dir string, visit func(key, value []byte) error) (st Stats, err error
 		first, corrupt := log.report()
 		switch {
 		case err != nil && len(corrupt) > 0:
-			err = fmt.Errorf("%w (corrupt: %s)", err, strings.Join(corrupt, ", "))
+			// Pebble joins a placeholder line to the error; the paths say it.
+			msg, _, _ := strings.Cut(err.Error(), "\n")
+			err = &corruptError{msg: msg + " (corrupt: " + strings.Join(corrupt, ", ") + ")", err: err}
 		case err == nil && len(corrupt) > 0:
 			err = fmt.Errorf("corrupt: %s", strings.Join(corrupt, ", "))
 		case err == nil && first != "":
@@ -156,6 +158,16 @@ func iterate(db *pebble.DB, visit func(key, value []byte) error) (int64, error) 
 	}
 	return n, nil
 }
+
+// corruptError is an error of Pebble's about a corrupt file, worded on
+// one line.
+type corruptError struct {
+	msg string
+	err error
+}
+
+func (e *corruptError) Error() string { return e.msg }
+func (e *corruptError) Unwrap() error { return e.err }
 
 // logger keeps Pebble's first error line and the files it found corrupt
 // for the check's verdict, and turns its Fatalf into a panic of fatal,

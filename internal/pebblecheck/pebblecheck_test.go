@@ -1,6 +1,7 @@
 package pebblecheck
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -78,8 +79,11 @@ func TestCheckCorruptTable(t *testing.T) {
 			if err == nil {
 				t.Fatal("check passed a corrupt sstable")
 			}
-			if !strings.Contains(err.Error(), filepath.Base(table)) {
-				t.Errorf("error %q does not name the table", err)
+			if !strings.Contains(err.Error(), filepath.Base(table)) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q is not one line naming the table", err)
+			}
+			if !pebble.IsCorruptionError(err) {
+				t.Errorf("error %q is not a Pebble corruption error", err)
 			}
 			t.Log(err)
 		})
@@ -88,7 +92,7 @@ func TestCheckCorruptTable(t *testing.T) {
 
 func TestCheckVisitError(t *testing.T) {
 	dir, _ := writeStore(t, 10)
-	want := fmt.Errorf("bad key")
+	want := errors.New("bad key")
 	if _, err := Check(dir, func(key, value []byte) error { return want }); err != want {
 		t.Fatalf("error %v, want the visitor's", err)
 	}
