@@ -26,14 +26,19 @@ import (
 	"github.com/immune-dev/immune/detect/gate"
 )
 
+// crashServeFlags run the detector and checkpoints often, so that kills
+// land in both: mid-evaluation and mid-checkpoint.
+var crashServeFlags = []string{"--detect-interval", "1s", "--checkpoint-interval", "1s"}
+
 // TestKill9LosesNothingAcknowledged writes under load, registers
 // deployments through the gate API meanwhile, kills the server with
 // SIGKILL at a random moment, runs "immune check" on the dead server's
 // data directory, restarts it, and checks that every sample the server
 // acknowledged so far is there with its value, and every deployment it
-// acknowledged is there with every verdict and abort it answered. Every
-// other cycle begins with a clean stop and start, so that later kills find
-// samples in checkpointed chunks as well as in the WAL. Cycles default to
+// acknowledged is there with every verdict and abort it answered. The
+// server checkpoints every second, and every other cycle begins with a
+// clean stop and start, so that kills find samples in checkpointed chunks
+// as well as in the WAL, and some land mid-checkpoint. Cycles default to
 // 2; IMMUNE_CRASH_CYCLES sets more.
 func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	cycles := 2
@@ -64,7 +69,7 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	lastScrape := time.Now().Add(-30 * time.Minute)
 	var sampleChecks, depChecks, verdictChecks int
 	for cycle := range cycles + 1 {
-		server, base := startImmune(t, dir, "--detect-interval", "1s")
+		server, base := startImmune(t, dir, crashServeFlags...)
 		if cycle > 0 {
 			s, d, v := led.verify(t, base, time.Since(start)+time.Minute)
 			sampleChecks, depChecks, verdictChecks = sampleChecks+s, depChecks+d, verdictChecks+v
@@ -85,7 +90,7 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 			if server.err != nil {
 				t.Fatalf("cycle %d: SIGTERM: %v", cycle, server.err)
 			}
-			server, base = startImmune(t, dir, "--detect-interval", "1s")
+			server, base = startImmune(t, dir, crashServeFlags...)
 		}
 		// The fleet catches up to now: the first cycle backfills half an
 		// hour of it, each later one adds a scrape.

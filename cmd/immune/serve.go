@@ -50,6 +50,7 @@ type serveFlags struct {
 	minFreeSpace     units.Base2Bytes
 	maxActiveSeries  int64
 	writeMemory      units.Base2Bytes
+	checkpointEvery  time.Duration
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
@@ -77,6 +78,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate for HTTPS and OpenTSDB over TLS (with --tls-key; reloaded on SIGHUP)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.Var(bytesFlag{&f.minFreeSpace}, "min-free-space", "free disk space below which writes are refused (503 with Retry-After) until space returns, e.g. 256MiB, 1GiB; 0 disables")
+	fs.DurationVar(&f.checkpointEvery, "checkpoint-interval", 5*time.Minute, "how often the head's open chunks are written to the store and the WAL they cover deleted; bounds what a restart after a crash replays")
 	fs.Int64Var(&f.maxActiveSeries, "max-active-series", f.maxActiveSeries, "series written to in about the last 2h that the store holds at once; samples of further new series are refused (400, the rest of the request is stored); 0 means no limit")
 	fs.Var(bytesFlag{&f.writeMemory}, "write-memory-limit", "memory the remote-write and /api/put requests in progress may hold at once (bodies, decoded samples); beyond it requests wait, then get 503 with Retry-After")
 	fs.BoolVar(&f.insecureListen, "insecure-listen", false, "allow listening on non-loopback addresses without --auth-file")
@@ -89,6 +91,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
 	}
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("serve: unexpected arguments %q", fs.Args())
+	}
+	if f.checkpointEvery <= 0 {
+		return f, fmt.Errorf("serve: --checkpoint-interval must be positive, got %s", f.checkpointEvery)
 	}
 	if f.writeMemory <= 0 {
 		return f, fmt.Errorf("serve: --write-memory-limit must be more than 0, got %s", f.writeMemory)
@@ -227,11 +232,12 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 	db, err := tsdb.Open(tsdbDir(f.dataDir), tsdb.Options{
-		Logger:           log.With("component", "tsdb"),
-		Retention:        time.Duration(f.retention),
-		OutOfOrderWindow: time.Duration(f.outOfOrderWindow),
-		MinFreeBytes:     minFreeBytes(f.minFreeSpace),
-		MaxActiveSeries:  noLimitIfZero(f.maxActiveSeries),
+		Logger:             log.With("component", "tsdb"),
+		Retention:          time.Duration(f.retention),
+		OutOfOrderWindow:   time.Duration(f.outOfOrderWindow),
+		MinFreeBytes:       minFreeBytes(f.minFreeSpace),
+		MaxActiveSeries:    noLimitIfZero(f.maxActiveSeries),
+		CheckpointInterval: f.checkpointEvery,
 	})
 	if err != nil {
 		srv.Close()
