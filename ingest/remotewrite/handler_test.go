@@ -323,6 +323,20 @@ func TestStorageRejectsSamples(t *testing.T) {
 	})
 }
 
+// postVersion posts series as remote write 1.0 (proto "v1") or 2.0
+// ("v2"); a 2.0 response must say that written samples were written.
+func postVersion(t *testing.T, h http.Handler, proto string, written int, series ...tseries) *http.Response {
+	t.Helper()
+	if proto == "v1" {
+		return post(t, h, contentTypeV1, marshal(t, v1Request(series...)))
+	}
+	resp := post(t, h, contentTypeV2, marshal(t, v2Request(series...)))
+	if got, want := resp.Header.Get("X-Prometheus-Remote-Write-Samples-Written"), fmt.Sprint(written); got != want {
+		t.Errorf("Samples-Written = %q, want %s", got, want)
+	}
+	return resp
+}
+
 // seriesLimitErr is how a storage refuses a new series past its
 // active-series limit: any error with a SeriesLimit method.
 type seriesLimitErr struct{ limit int64 }
@@ -346,15 +360,7 @@ func TestStorageSeriesLimit(t *testing.T) {
 				ser("__name__", "fail").at(testNowMs, 1).at(testNowMs+1000, 2).at(testNowMs+2000, 3),
 				ser("__name__", "ok2").at(testNowMs, 4),
 			}
-			var resp *http.Response
-			if proto == "v1" {
-				resp = post(t, h, contentTypeV1, marshal(t, v1Request(series...)))
-			} else {
-				resp = post(t, h, contentTypeV2, marshal(t, v2Request(series...)))
-				if got := resp.Header.Get("X-Prometheus-Remote-Write-Samples-Written"); got != "2" {
-					t.Errorf("Samples-Written = %q, want 2", got)
-				}
-			}
+			resp := postVersion(t, h, proto, 2, series...)
 			body := wantStatus(t, resp, http.StatusBadRequest)
 			wantBodyContains(t, body, "2 samples stored, 3 rejected", "active series limit reached: 3 samples in 1 series dropped",
 				`{__name__="fail"}`, "active series limit of 7 reached")
@@ -401,15 +407,7 @@ func TestStorageFailures(t *testing.T) {
 					ser("__name__", "fail").at(testNowMs, 1),
 					ser("__name__", "bad", "x", "").at(testNowMs, 1), // also invalid: 5xx still wins
 				}
-				var resp *http.Response
-				if proto == "v1" {
-					resp = post(t, h, contentTypeV1, marshal(t, v1Request(series...)))
-				} else {
-					resp = post(t, h, contentTypeV2, marshal(t, v2Request(series...)))
-					if got := resp.Header.Get("X-Prometheus-Remote-Write-Samples-Written"); got != "0" {
-						t.Errorf("Samples-Written = %q, want 0", got)
-					}
-				}
+				resp := postVersion(t, h, proto, 0, series...)
 				body := wantStatus(t, resp, tc.wantStatus)
 				wantBodyContains(t, body, "nothing was stored")
 				if got := resp.Header.Get("Retry-After"); got != tc.retryAfter {
