@@ -39,11 +39,12 @@ func newFuzzEnv(f *testing.F) *fuzzEnv {
 	return &fuzzEnv{mux: mux, svc: svc}
 }
 
-// do serves one request. rawQuery is used as given, not parsed, so that
-// any query string reaches the handler.
+// do serves one request to path, escaped as on the wire. rawQuery is used
+// as given, not parsed, so that any query string reaches the handler.
 func (e *fuzzEnv) do(method, path, rawQuery string, body []byte) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, "/", bytes.NewReader(body))
-	req.URL.Path, req.URL.RawQuery = path, rawQuery
+	unescaped, _ := url.PathUnescape(path) // the tests escape with url.PathEscape
+	req.URL.Path, req.URL.RawPath, req.URL.RawQuery = unescaped, path, rawQuery
 	rec := httptest.NewRecorder()
 	e.mux.ServeHTTP(rec, req)
 	return rec
@@ -529,8 +530,12 @@ func FuzzQuery(f *testing.F) {
 		f.Fatalf("register: %d %s", rec.Code, rec.Body)
 	}
 	f.Fuzz(func(t *testing.T, route uint8, id, rawQuery string) {
-		if id == "" {
+		switch {
+		case id == "":
 			id = registered.ID
+		case id == "." || id == ".." || strings.Contains(id, "/"):
+			// Not one path segment: the mux's routing, not the gate's.
+			t.Skip()
 		}
 		pattern := queryRoutes[int(route)%len(queryRoutes)]
 		path := strings.Replace(pattern, "{id}", url.PathEscape(id), 1)
