@@ -324,18 +324,13 @@ func (s *Service) AddCheck(ctx context.Context, id string, c Check) (*Deployment
 
 // Abort ends a deployment as aborted.
 func (s *Service) Abort(id, reason string) (*Deployment, error) {
-	return s.store.Update(id, func(d *Deployment) error {
-		if d.State.Terminal() {
-			return fmt.Errorf("%w: %s is %s", ErrTerminal, id, d.State)
-		}
-		if reason == "" {
-			reason = "aborted by the deploy tool"
-		}
+	if reason == "" {
+		reason = "aborted by the deploy tool"
+	}
+	return s.store.Finish(id, func(d *Deployment) Verdict {
 		now := s.opts.Now()
 		stage, _, _ := d.StageAt(now)
-		d.State = Aborted
-		d.Verdict = &Verdict{At: now, Verdict: Aborted, Reason: reason, Stage: stage}
-		return nil
+		return Verdict{At: now, Verdict: Aborted, Reason: reason, Stage: stage}
 	})
 }
 

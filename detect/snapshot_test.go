@@ -128,6 +128,10 @@ func TestSnapshotFollowsEveryWrite(t *testing.T) {
 	}, func(d *Deployment) bool { return d.Metadata["k"] == "v" })
 	step("an abort", func() error { _, err := svc.Abort(id, "stopped"); return err },
 		func(d *Deployment) bool { return d.State == Aborted && d.Verdict.Reason == "stopped" })
+	// The abort is the history's last verdict too.
+	if h, err := svc.History(id, 0); err != nil || len(h) == 0 || h[len(h)-1].Verdict != Aborted || h[len(h)-1].Reason != "stopped" {
+		t.Fatalf("history after the abort: %+v (%v)", h, err)
+	}
 }
 
 // TestSnapshotConcurrent races writes of a deployment through Update and

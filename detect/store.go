@@ -175,30 +175,50 @@ func (s *Store) Record(id string, v Verdict) (*Deployment, error) {
 	if d.State.Terminal() {
 		return d, nil
 	}
+	return d, s.recordLocked(d, v)
+}
+
+// Finish records the terminal verdict made from the stored deployment, as
+// Record does, unless the deployment is terminal already (ErrTerminal).
+func (s *Store) Finish(id string, verdict func(*Deployment) Verdict) (*Deployment, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, err := s.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	if d.State.Terminal() {
+		return nil, fmt.Errorf("%w: %s is %s", ErrTerminal, id, d.State)
+	}
+	return d, s.recordLocked(d, verdict(d))
+}
+
+// recordLocked makes v d's latest verdict and adds it to d's history.
+func (s *Store) recordLocked(d *Deployment, v Verdict) error {
 	d.State, d.Verdict = v.Verdict, &v
 	dv, err := json.Marshal(d)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	vv, err := json.Marshal(v)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	key := binary.BigEndian.AppendUint64(historyPrefix(id), uint64(v.At.UnixNano()))
+	key := binary.BigEndian.AppendUint64(historyPrefix(d.ID), uint64(v.At.UnixNano()))
 	if err := b.Set(key, vv, nil); err != nil {
-		return nil, err
+		return err
 	}
-	if err := b.Set(deploymentKey(id), dv, nil); err != nil {
-		return nil, err
+	if err := b.Set(deploymentKey(d.ID), dv, nil); err != nil {
+		return err
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
-		s.wroteLocked(id, nil)
-		return d, err
+		s.wroteLocked(d.ID, nil)
+		return err
 	}
-	s.wroteLocked(id, dv)
-	return d, nil
+	s.wroteLocked(d.ID, dv)
+	return nil
 }
 
 // List returns the deployments keep accepts, in ID order.

@@ -99,9 +99,7 @@ func (e *fuzzEnv) checkDeployment(t *testing.T, d detect.Deployment) {
 		t.Fatalf("deployment %s is not listed under its service %q", d.ID, d.Service)
 	}
 	h := answer[struct{ Verdicts []detect.Verdict }](t, "history", checkAnswer(t, "history", e.do("GET", path+"/history", "", nil), http.StatusOK))
-	// An abort is the deployment's verdict but not an evaluation, so it
-	// is not in the history.
-	if v := d.Verdict; v != nil && d.State != detect.Aborted &&
+	if v := d.Verdict; v != nil &&
 		(len(h.Verdicts) == 0 || h.Verdicts[len(h.Verdicts)-1].Verdict != v.Verdict || !h.Verdicts[len(h.Verdicts)-1].At.Equal(v.At)) {
 		t.Fatalf("history of %s (verdict %s at %s) ends with %+v", d.ID, v.Verdict, v.At, h.Verdicts)
 	}
