@@ -150,8 +150,10 @@ type SoakTotal struct {
 	FirstError error
 }
 
-// SoakWindow is one window of the soak, ending End after Began.
+// SoakWindow is one window of the soak.
 type SoakWindow struct {
+	// End is the window's end after Began, and Length its length: the
+	// last window runs to the end of the last request, past Duration.
 	End, Length time.Duration
 	// RSS is the server's resident set at the window's end (VmRSS), in
 	// bytes.
