@@ -21,11 +21,12 @@ lint:
 	$(GO) vet -stdmethods=false $(PKGS)
 
 FUZZTIME ?= 30s
-## fuzz: each fuzz target for FUZZTIME
+FUZZFLAGS ?=
+## fuzz: each fuzz target for FUZZTIME (FUZZFLAGS=-parallel=1 keeps it to one core)
 fuzz:
 	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg; \
 	  done; done
 
 BENCH_SCALE ?= quick

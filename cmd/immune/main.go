@@ -5,7 +5,8 @@
 //	immune bench   remote-write a synthetic load and report acknowledged samples/s;
 //	               "bench compare" runs Immune, VictoriaMetrics and Prometheus side by side;
 //	               "bench opentsdb" compares OpenTSDB ingest with VictoriaMetrics;
-//	               "bench gate" measures the gate's verdict and poll latency
+//	               "bench gate" measures the gate's verdict and poll latency;
+//	               "bench soak" runs ingest, queries and gate polls together for a bounded time
 //	immune gate    register a deployment with the gate and wait for its verdict, or backtest one
 //	immune compact compact a data directory no server is using
 //	immune check   verify a data directory no server is using, changing nothing
@@ -68,8 +69,8 @@ const usage = `usage: immune <command> [flags]
 commands:
   serve    run the server
   bench    remote-write a synthetic load to a server and report the rate;
-           bench compare | opentsdb | gate | quality | fleet: side by side with VictoriaMetrics
-           and Prometheus, OpenTSDB ingest, the gate's latency, the judge, a simulated service
+           bench compare | opentsdb | gate | soak | quality | fleet: side by side with VictoriaMetrics
+           and Prometheus, OpenTSDB ingest, the gate's latency, a bounded soak, the judge, a simulated service
   gate     register deployments with the gate and wait for verdicts; replay them over history
   compact  compact a data directory no server is using
   check    verify a data directory no server is using (Pebble's checksums and levels, the layout)
