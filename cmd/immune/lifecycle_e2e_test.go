@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -106,4 +107,40 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 	if logged, err := os.ReadFile(restarted.log.Name()); err != nil || strings.Contains(string(logged), "replayed WAL") {
 		t.Fatalf("restart after a clean stop replayed the WAL (%v):\n%s", err, tail(logged, 2000))
 	}
+}
+
+// TestReadyOnlyOnceStarted holds the server's start between its listener
+// and its stores: its --profiles-file is a named pipe, which blocks the
+// read until the test writes it. Meanwhile /-/healthy answers, /-/ready is
+// 503 and the API 503 with Retry-After; once the start goes on, /-/ready
+// turns 200.
+func TestReadyOnlyOnceStarted(t *testing.T) {
+	dir := t.TempDir()
+	profiles := filepath.Join(dir, "profiles.yaml")
+	if err := syscall.Mkfifo(profiles, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	p := start(t, "immune", immuneBin, "serve", "--data-dir", filepath.Join(dir, "data"), "--http-listen", addr,
+		"--opentsdb-listen=", "--profiles-file", profiles)
+	base := "http://" + addr
+	eventually(t, 60*time.Second, "healthy while starting", func() error { return httpGet(base + "/-/healthy") })
+	for _, path := range []string{"/-/ready", "/api/v1/query?query=1"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("%s while starting: %s, want 503", path, resp.Status)
+		}
+		if path != "/-/ready" && resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("%s while starting: no Retry-After", path)
+		}
+	}
+	// Opening the pipe for writing meets the server's read of it.
+	if err := os.WriteFile(profiles, []byte("profiles: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitProcessReady(t, p, base+"/-/ready")
 }
