@@ -55,12 +55,16 @@ func (db *DB) checkpoint() error {
 	}
 	var (
 		closed  []done
+		idle    []*memSeries // no buckets: added by an appender that wrote nothing
 		written int
 		batch   = db.pdb.NewBatch()
 	)
 	defer func() { batch.Close() }()
 	for _, s := range db.head.all() {
 		s.mu.Lock()
+		if len(s.mu.buckets) == 0 {
+			idle = append(idle, s)
+		}
 		for _, b := range s.mu.buckets {
 			end := int64(b.idx+1) * db.bucketMs
 			// A bucket is complete once no acceptable sample can fall in it:
@@ -116,9 +120,16 @@ func (db *DB) checkpoint() error {
 		d.s.mu.Unlock()
 	}
 	// A series' closed buckets are adjacent in closed: offer it to the
-	// garbage collector once.
+	// garbage collector once. A series that had no bucket (its appender
+	// rolled back or failed to commit) is offered too, or it would hold a
+	// place under MaxActiveSeries for good; it cannot be in closed.
 	for i, d := range closed {
 		if (i == 0 || closed[i-1].s != d.s) && db.head.gc(d.s) {
+			dropped++
+		}
+	}
+	for _, s := range idle {
+		if db.head.gc(s) {
 			dropped++
 		}
 	}

@@ -108,3 +108,28 @@ func TestReplayIgnoresActiveSeriesLimit(t *testing.T) {
 		t.Fatalf("after replay under a lower limit: %d series, want 5", len(got))
 	}
 }
+
+// TestRolledBackSeriesLeaveTheHead: a new series whose appender rolls back
+// holds a place in the head until the next checkpoint, which frees it for
+// another series.
+func TestRolledBackSeriesLeaveTheHead(t *testing.T) {
+	db := openTestDB(t, t.TempDir(), Options{MaxActiveSeries: 2})
+	defer db.Close()
+	app := db.Appender(context.Background())
+	for i := range 2 {
+		if _, err := app.Append(0, seriesN(i), baseMs(0), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := app.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if n := db.Stats().HeadSeries; n != 0 {
+		t.Fatalf("head holds %d series after a rollback and a checkpoint, want 0", n)
+	}
+	appendSamples(t, db, seriesN(2), sample{baseMs(0), 1})
+	appendSamples(t, db, seriesN(3), sample{baseMs(0), 1})
+}
