@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/semaphore"
 )
@@ -36,7 +37,7 @@ type TooLargeError struct {
 }
 
 func (e *TooLargeError) Error() string {
-	return fmt.Sprintf("the request needs %d MiB of write memory, more than the limit of %d MiB (--write-memory-limit); send smaller requests", mib(e.Need), mib(e.Limit))
+	return fmt.Sprintf("the request needs %s of write memory, more than the limit of %s (--write-memory-limit); send smaller requests", size(e.Need), size(e.Limit))
 }
 
 // BusyError refuses a reservation that did not fit before its context
@@ -48,13 +49,19 @@ type BusyError struct {
 }
 
 func (e *BusyError) Error() string {
-	return fmt.Sprintf("overloaded: requests in progress hold %d of the %d MiB of write memory (--write-memory-limit) and %d MiB more did not free up in time; retry later",
-		mib(e.Held), mib(e.Limit), mib(e.Need))
+	return fmt.Sprintf("overloaded: requests in progress hold %s of the %s of write memory (--write-memory-limit) and %s did not free up in time; retry later",
+		size(e.Held), size(e.Limit), size(e.Need))
 }
 
 func (e *BusyError) Unwrap() error { return e.Err }
 
-func mib(n int64) int64 { return (n + 1<<20 - 1) >> 20 }
+// size renders n bytes in MiB, rounded up, or in bytes below 1 MiB.
+func size(n int64) string {
+	if n < 1<<20 {
+		return fmt.Sprintf("%d bytes", n)
+	}
+	return fmt.Sprintf("%d MiB", (n+1<<20-1)>>20)
+}
 
 // Reserve takes n bytes of the budget, waiting until they are free or ctx
 // ends. The error is a *TooLargeError or a *BusyError; on error nothing is
@@ -82,27 +89,49 @@ func (l *Limiter) Release(n int64) {
 	l.sem.Release(n)
 }
 
-// Reservation is what one request holds of a Limiter, taken in steps as
-// the request learns its size and released at once when it is answered.
-// Not safe for concurrent use.
+// Reservation is what one request holds of a Limiter, resized as the
+// request learns its size and released at once when it is answered. Not
+// safe for concurrent use.
 type Reservation struct {
 	l    *Limiter
 	ctx  context.Context
+	wait time.Duration
 	held int64
 }
 
-// Reservation starts an empty reservation whose steps wait until ctx ends.
-func (l *Limiter) Reservation(ctx context.Context) *Reservation {
-	return &Reservation{l: l, ctx: ctx}
+// Reservation starts an empty reservation. Each resize that has to wait
+// for room waits up to wait, and no longer than ctx.
+func (l *Limiter) Reservation(ctx context.Context, wait time.Duration) *Reservation {
+	return &Reservation{l: l, ctx: ctx, wait: wait}
 }
 
-// GrowTo makes the reservation total bytes, reserving what it lacks as
-// Reserve does; it never shrinks. On error the reservation is unchanged.
-func (r *Reservation) GrowTo(total int64) error {
-	if total <= r.held {
+// Resize makes the reservation total bytes. What it lacks is taken at
+// once if it is free and nobody waits before it; otherwise the reservation
+// gives back what it holds and waits for all of total, so that a request
+// waiting for more never holds bytes that the requests ahead of it wait
+// for. A total beyond the whole budget is a *TooLargeError at once, and a
+// wait that ends first a *BusyError; either way the reservation then holds
+// nothing.
+func (r *Reservation) Resize(total int64) error {
+	switch {
+	case r.l == nil || total == r.held:
+		return nil
+	case total < r.held:
+		r.l.Release(r.held - total)
+		r.held = total
+		return nil
+	case total > r.l.limit:
+		r.Release()
+		return &TooLargeError{Need: total, Limit: r.l.limit}
+	case r.l.sem.TryAcquire(total - r.held):
+		r.l.held.Add(total - r.held)
+		r.held = total
 		return nil
 	}
-	if err := r.l.Reserve(r.ctx, total-r.held); err != nil {
+	r.Release()
+	ctx, cancel := context.WithTimeout(r.ctx, r.wait)
+	defer cancel()
+	if err := r.l.Reserve(ctx, total); err != nil {
 		return err
 	}
 	r.held = total

@@ -148,9 +148,7 @@ func (h *putHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() { <-h.turns }()
 	h.stats.httpRequests.Add(1)
 
-	ctx, cancel := context.WithTimeout(r.Context(), h.opts.QueueTimeout)
-	defer cancel()
-	res := h.opts.Memory.Reservation(ctx)
+	res := h.opts.Memory.Reservation(r.Context(), h.opts.QueueTimeout)
 	defer res.Release()
 	st := h.getState()
 	defer h.releaseState(st)
@@ -459,7 +457,7 @@ func (h *putHandler) readBody(st *putState, r *http.Request, res *memlimit.Reser
 		// body's size is known only once it is read, and a pooled buffer's
 		// capacity says nothing of this body.
 		end := min(int64(cap(buf)), limit+1, int64(len(buf))+max(hint+1, readStep))
-		if err := res.GrowTo(putCost(end)); err != nil {
+		if err := res.Resize(putCost(end)); err != nil {
 			st.body = buf[:0]
 			return memoryRefusal(err)
 		}

@@ -350,3 +350,31 @@ func TestPutMemoryBudget(t *testing.T) {
 	}
 	wantSeries(t, db, map[string][]sample{`{__name__="m", a="b"}`: {{ts(0) * 1000, 1}}})
 }
+
+// TestPutMemoryBudgetCompressed: a compressed body, whose size is known
+// only as it is read, is reserved step by step: a small one is stored, one
+// that decompresses past the whole budget gets 413 and holds nothing after.
+func TestPutMemoryBudgetCompressed(t *testing.T) {
+	db := openDB(t)
+	mem := memlimit.New(putCost(64 << 10))
+	h := NewPutHandler(db, Options{Now: nowFunc, Memory: mem, QueueTimeout: 20 * time.Millisecond})
+	gzipped := func(s string) []byte {
+		var b bytes.Buffer
+		zw := gzip.NewWriter(&b)
+		zw.Write([]byte(s))
+		zw.Close()
+		return b.Bytes()
+	}
+	point := jp("m", 0, "1", `{"a":"b"}`)
+	if code, body, _ := putReq(t, h, http.MethodPost, "/api/put", "gzip", gzipped(point)); code != http.StatusNoContent {
+		t.Fatalf("a small gzip body: %d %s", code, body)
+	}
+	big := "[" + strings.Repeat(point+",", 2000) + point + "]" // about 120 KiB
+	code, body, _ := putReq(t, h, http.MethodPost, "/api/put", "gzip", gzipped(big))
+	if code != http.StatusRequestEntityTooLarge || !strings.Contains(body, "more than the limit") {
+		t.Fatalf("a gzip body decompressing past the budget: %d %s", code, body)
+	}
+	if mem.Held() != 0 {
+		t.Fatalf("%d bytes held after every put was answered", mem.Held())
+	}
+}

@@ -26,7 +26,6 @@
 package remotewrite
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -321,13 +320,13 @@ func (h *handler) decompress(next http.Handler) http.Handler {
 			return
 		}
 
-		ctx, cancel := context.WithTimeout(r.Context(), h.queueTimeout)
-		defer cancel()
-		res := h.mem.Reservation(ctx)
+		res := h.mem.Reservation(r.Context(), h.queueTimeout)
 		defer res.Release()
+		// Without a Content-Length the body's size is known once it is
+		// read: until then, as much as a body may take of the budget.
 		compressedLen := r.ContentLength
 		if compressedLen < 0 || compressedLen > maxBodyBytes {
-			compressedLen = maxBodyBytes
+			compressedLen = min(maxBodyBytes, h.mem.Limit())
 		}
 		if !reserve(w, res, compressedLen) {
 			return
@@ -353,7 +352,7 @@ func (h *handler) decompress(next http.Handler) http.Handler {
 			http.Error(w, fmt.Sprintf("decompressed body is %d bytes, more than the limit of %d", n, maxBodyBytes), http.StatusRequestEntityTooLarge)
 			return
 		}
-		if !reserve(w, res, compressedLen+decodedCost(n)) {
+		if !reserve(w, res, int64(len(*compressed))+decodedCost(n)) {
 			return
 		}
 		decoded := getBuf(&h.decodedBufs)
@@ -381,11 +380,11 @@ func (h *handler) decompress(next http.Handler) http.Handler {
 // up on the wire, is two 16-byte string headers in the batch).
 func decodedCost(n int) int64 { return 3 * int64(n) }
 
-// reserve grows res to total bytes, or answers the request and returns
-// false: 413 for more than the whole budget, 503 with Retry-After when
-// the bytes did not free up in time, nothing if the client went away.
+// reserve resizes res to total bytes, or answers the request and returns
+// false: 413 for more than the whole budget, 503 with Retry-After when the
+// bytes did not free up in time.
 func reserve(w http.ResponseWriter, res *memlimit.Reservation, total int64) bool {
-	err := res.GrowTo(total)
+	err := res.Resize(total)
 	if err == nil {
 		return true
 	}
@@ -393,10 +392,8 @@ func reserve(w http.ResponseWriter, res *memlimit.Reservation, total int64) bool
 		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
 		return false
 	}
-	if !errors.Is(err, context.Canceled) {
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-	}
+	w.Header().Set("Retry-After", "1")
+	http.Error(w, err.Error(), http.StatusServiceUnavailable)
 	return false
 }
 
