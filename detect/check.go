@@ -2,6 +2,7 @@ package detect
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 
@@ -47,14 +48,21 @@ func CheckStore(dir string) (StoreCheck, error) {
 			ids[id] = true
 			st.Deployments++
 		case 'h':
-			// "h" id 0x00 seq(8), written after its "d" key, which sorts first.
-			id, _, ok := bytes.Cut(k[1:], []byte{0})
+			// "h" id 0x00 at(8, Unix ns, big-endian); its deployment's "d"
+			// key sorts first.
+			id, at, ok := bytes.Cut(k[1:], []byte{0})
 			if !ok || !ids[string(id)] {
 				return fmt.Errorf("verdict %q: no such deployment", k)
+			}
+			if len(at) != 8 {
+				return fmt.Errorf("verdict of deployment %q: key %q does not end in a time", id, k)
 			}
 			var vd Verdict
 			if err := json.Unmarshal(v, &vd); err != nil {
 				return fmt.Errorf("verdict of deployment %q: %w", id, err)
+			}
+			if int64(binary.BigEndian.Uint64(at)) != vd.At.UnixNano() {
+				return fmt.Errorf("verdict of deployment %q at %s is stored under another time", id, vd.At)
 			}
 			st.Verdicts++
 		}

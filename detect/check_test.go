@@ -51,9 +51,12 @@ func TestCheckStoreBadLayout(t *testing.T) {
 	for name, tc := range map[string]struct {
 		key, value, want string
 	}{
-		"not JSON":           {"pnoise", "{", `key "pnoise": the value is not JSON`},
-		"deployment renamed": {"dother-1", `{"id":"checkout-1"}`, `deployment "checkout-1" is stored as "other-1"`},
-		"orphan verdict":     {"hgone-1\x00\x00\x00\x00\x00\x00\x00\x00\x01", `{"verdict":"pass"}`, "no such deployment"},
+		"not JSON":                   {"pnoise", "{", `key "pnoise": the value is not JSON`},
+		"deployment renamed":         {"dother-1", `{"id":"checkout-1"}`, `deployment "checkout-1" is stored as "other-1"`},
+		"orphan verdict":             {"hgone-1\x00\x00\x00\x00\x00\x00\x00\x00\x01", `{"verdict":"pass"}`, "no such deployment"},
+		"verdict key without a time": {"h{id}\x00\x01", `{"verdict":"pass"}`, "does not end in a time"},
+		"verdict under another time": {"h{id}\x00\x00\x00\x00\x00\x00\x00\x00\x01", `{"verdict":"pass","time":"2026-01-01T00:00:00Z"}`,
+			"is stored under another time"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := checkedStore(t)
@@ -61,7 +64,16 @@ func TestCheckStoreBadLayout(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := db.Set([]byte(tc.key), []byte(tc.value), pebble.Sync); err != nil {
+			// {id} stands for a stored deployment's ID.
+			it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte("d"), UpperBound: []byte("e")})
+			if err != nil || !it.First() {
+				t.Fatalf("no deployment stored: %v", err)
+			}
+			key := strings.ReplaceAll(tc.key, "{id}", string(it.Key()[1:]))
+			if err := it.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Set([]byte(key), []byte(tc.value), pebble.Sync); err != nil {
 				t.Fatal(err)
 			}
 			if err := db.Close(); err != nil {

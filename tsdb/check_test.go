@@ -2,6 +2,7 @@ package tsdb
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"math"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/immune-dev/immune/internal/pebblelog"
+	"github.com/immune-dev/immune/tsdb/chunk"
 	"github.com/immune-dev/immune/tsdb/internal/keys"
 )
 
@@ -64,8 +66,8 @@ func TestCheckClean(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Tables == 0 || st.Series != 50 || st.WALRecords != 1 || st.WALSamples != 2 || st.Keys == 0 {
-		t.Fatalf("stats %+v: want tables, 50 series, 1 WAL record of 2 samples", st)
+	if st.Tables == 0 || st.Series != 50 || st.Chunks != 50 || st.Samples != 5000 || st.WALRecords != 1 || st.WALSamples != 2 || st.Keys == 0 {
+		t.Fatalf("stats %+v: want tables, 50 series with a chunk each of 5000 samples in all, 1 WAL record of 2 samples", st)
 	}
 	// The check changed nothing: the store opens and replays the record.
 	db := openTestDB(t, dir, Options{})
@@ -101,18 +103,37 @@ func TestCheckCorruptTable(t *testing.T) {
 	}
 }
 
-func TestCheckBadWAL(t *testing.T) {
+// TestCheckBadRecords writes records that pass Pebble's checksums but not
+// the store's layout.
+func TestCheckBadRecords(t *testing.T) {
+	bucket := uint32(baseMs(0) / (2 * time.Hour).Milliseconds())
+	chunkOf := func(ts ...int64) []byte {
+		b, err := chunk.NewBuilder(chunk.EncDecimal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ts := range ts {
+			b.Append(ts, 1)
+		}
+		return b.AppendTo(nil)
+	}
 	for name, tc := range map[string]struct {
-		record []byte
-		want   string
+		key, value []byte
+		want       string
 	}{
-		"garbage":         {[]byte{walRecordVersion, 9, 1}, "WAL record 7: corrupt WAL record"},
-		"unknown version": {[]byte{9, 0}, "WAL record 7: corrupt WAL record: version"},
-		"unknown series":  {appendWALRecord(nil, []walSample{{id: 999, t: 1, v: 1}}), "WAL record 7: series 999 has no label set"},
+		"WAL garbage":         {keys.WAL(7), []byte{walRecordVersion, 9, 1}, "WAL record 7: corrupt WAL record"},
+		"WAL unknown version": {keys.WAL(7), []byte{9, 0}, "WAL record 7: corrupt WAL record: version"},
+		"WAL unknown series":  {keys.WAL(7), appendWALRecord(nil, []walSample{{id: 999, t: 1, v: 1}}), "WAL record 7: series 999 has no label set"},
+		"label set garbage":   {keys.SeriesID(3), []byte{0xff, 0xff}, "series 3: label set"},
+		"chunk garbage":       {keys.Chunk(bucket, 3), []byte{0xff, 0, 1}, fmt.Sprintf("chunk %d of series 3", bucket)},
+		"chunk of no series":  {keys.Chunk(bucket, 999), chunkOf(baseMs(0)), "series 999: the series has no label set"},
+		"sample out of its bucket": {keys.Chunk(bucket, 3), chunkOf(baseMs(0), baseMs(3*time.Hour)),
+			"outside its bucket"},
+		"format": {keys.Meta(metaFormat), []byte{0, 0, 0, 0, 0, 0, 0, 9}, "format is"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := checkedStore(t)
-			setRaw(t, dir, keys.WAL(7), tc.record)
+			setRaw(t, dir, tc.key, tc.value)
 			if _, err := Check(dir); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("check: %v, want %q", err, tc.want)
 			}

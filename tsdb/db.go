@@ -174,14 +174,22 @@ func (db *DB) checkFormat() error {
 		case err != nil:
 			return fmt.Errorf("read meta %s: %w", name, err)
 		default:
-			ok := len(val) == 8 && binary.BigEndian.Uint64(val) == v
+			err := checkMeta(name, val, v)
 			closer.Close()
-			if !ok {
-				return fmt.Errorf("%w: %s differs from %d", ErrFormat, name, v)
+			if err != nil {
+				return err
 			}
 		}
 	}
 	return b.Commit(pebble.Sync)
+}
+
+// checkMeta verifies that the meta entry name holds want.
+func checkMeta(name string, val []byte, want uint64) error {
+	if len(val) != 8 || binary.BigEndian.Uint64(val) != want {
+		return fmt.Errorf("%w: %s is %x, this build wants %d", ErrFormat, name, val, want)
+	}
+	return nil
 }
 
 func (db *DB) getUint64Meta(name string) (uint64, error) {
