@@ -626,22 +626,6 @@ func terminateClean(in *Instance) string {
 	return fmt.Sprintf("%s; log: %s", in.cmd.ProcessState, strings.Join(lines[max(0, len(lines)-5):], " | "))
 }
 
-// procStatusBytes reads a size field of /proc/<pid>/status, as VmRSS, in
-// bytes.
-func procStatusBytes(pid int, field string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb * 1024, err
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status: no %s", pid, field)
-}
-
 // heapInuse reads the Go heap in use from the server's heap profile in
 // text form, whose runtime.MemStats lines end it: the server exposes no
 // /metrics. Reading it takes no garbage collection.
