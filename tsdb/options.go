@@ -6,8 +6,8 @@ import (
 )
 
 // DefaultMaxActiveSeries is the default of Options.MaxActiveSeries: about
-// 6 GiB of head at the 2.7 KB a series measured with a million series
-// (BENCHMARKS.md).
+// 5 GiB of process memory at the 2.7 KB of RSS a series that a
+// million-series run measured for the whole server (BENCHMARKS.md).
 const DefaultMaxActiveSeries = 2_000_000
 
 // Options configures a DB. The zero value is valid: every zero field means
@@ -56,13 +56,14 @@ type Options struct {
 	// and compactions. Zero means 256 MiB; negative disables the check.
 	MinFreeBytes int64
 
-	// MaxActiveSeries bounds the series in the head: those written to
-	// since their last bucket was checkpointed and closed (about the last
-	// BucketDuration). A sample that would bring a series into the head
-	// past the limit is refused with a *SeriesLimitError, while samples of
-	// series already in it are taken; the head's memory (about 3 KB a
-	// series) is then bounded. Zero means DefaultMaxActiveSeries; negative
-	// means no limit.
+	// MaxActiveSeries bounds the series in the head: a series stays there
+	// until the checkpoint after its newest bucket completes, up to
+	// BucketDuration + OutOfOrderWindow + CheckpointInterval after its
+	// last sample (about 3 h with the defaults). A sample that would bring
+	// a series into the head past the limit is refused with a
+	// *SeriesLimitError, while samples of series already in it are taken,
+	// so the head's memory is bounded. Zero means DefaultMaxActiveSeries;
+	// negative means no limit.
 	MaxActiveSeries int64
 
 	// Now returns the current time; it decides retention and which head

@@ -79,7 +79,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.Var(bytesFlag{&f.minFreeSpace}, "min-free-space", "free disk space below which writes are refused (503 with Retry-After) until space returns, e.g. 256MiB, 1GiB; 0 disables")
 	fs.DurationVar(&f.checkpointEvery, "checkpoint-interval", 5*time.Minute, "how often the head's open chunks are written to the store and the WAL they cover deleted; bounds what a restart after a crash replays")
-	fs.Int64Var(&f.maxActiveSeries, "max-active-series", f.maxActiveSeries, "series written to in about the last 2h that the store holds at once; samples of further new series are refused (400, the rest of the request is stored); 0 means no limit")
+	fs.Int64Var(&f.maxActiveSeries, "max-active-series", f.maxActiveSeries, "series the store holds in memory at once (those written to in about the last 3h); samples of further new series are refused (400, the rest of the request is stored); 0 means no limit")
 	fs.Var(bytesFlag{&f.writeMemory}, "write-memory-limit", "memory the remote-write and /api/put requests in progress may hold at once (bodies, decoded samples); beyond it requests wait, then get 503 with Retry-After")
 	fs.BoolVar(&f.insecureListen, "insecure-listen", false, "allow listening on non-loopback addresses without --auth-file")
 	fs.Func("webhook", "URL POSTed each deployment's terminal verdict (repeatable)", func(s string) error {
@@ -91,6 +91,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveFlags, error) {
 	}
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("serve: unexpected arguments %q", fs.Args())
+	}
+	if f.maxActiveSeries < 0 {
+		return f, fmt.Errorf("serve: --max-active-series must be 0 (no limit) or more, got %d", f.maxActiveSeries)
 	}
 	if f.checkpointEvery <= 0 {
 		return f, fmt.Errorf("serve: --checkpoint-interval must be positive, got %s", f.checkpointEvery)
