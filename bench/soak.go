@@ -632,24 +632,36 @@ func terminateClean(in *Instance) string {
 func heapInuse(ctx context.Context, base string) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, soakRequestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/debug/pprof/heap?debug=1", nil)
+	v, ok, err := LineValue(ctx, base+"/debug/pprof/heap?debug=1", "# HeapInuse = ")
+	if err == nil && !ok {
+		err = errors.New("heap profile: no HeapInuse line")
+	}
+	return v, err
+}
+
+// LineValue GETs url and returns the integer that follows prefix on the
+// first line of the body starting with it, as in a Prometheus exposition
+// or a Go heap profile; ok is false when no line does.
+func LineValue(ctx context.Context, url, prefix string) (v int64, ok bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("heap profile: %s", resp.Status)
+		return 0, false, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "# HeapInuse = "); ok {
-			return strconv.ParseInt(v, 10, 64)
+		if s, found := strings.CutPrefix(sc.Text(), prefix); found {
+			v, err := strconv.ParseInt(s, 10, 64)
+			return v, err == nil, err
 		}
 	}
-	return 0, errors.Join(errors.New("heap profile: no HeapInuse line"), sc.Err())
+	return 0, false, sc.Err()
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -245,25 +244,10 @@ func awaitStored(ctx context.Context, count func() (int64, error), want int64) e
 }
 
 // victoriaInsertedRows reads vm_rows_inserted_total{type="opentsdb"} from
-// VictoriaMetrics' /metrics.
+// VictoriaMetrics' /metrics; before the first insert there is none.
 func victoriaInsertedRows(ctx context.Context, base string) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), `vm_rows_inserted_total{type="opentsdb"} `); ok {
-			return strconv.ParseInt(v, 10, 64)
-		}
-	}
-	return 0, sc.Err()
+	v, _, err := bench.LineValue(ctx, base+"/metrics", `vm_rows_inserted_total{type="opentsdb"} `)
+	return v, err
 }
 
 // The telnet stats line counting the points Immune has committed.
