@@ -50,10 +50,16 @@ func TestDiskFull(t *testing.T) {
 	if err := os.WriteFile(filler, make([]byte, free-16<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The store reads the free space at most every 100 ms: a put just
+	// after the filler may still be taken, and then it must be stored.
+	want := 2
 	eventually(t, 10*time.Second, "writes refused", func() error {
 		resp, err := put(1)
 		if err != nil {
 			return err
+		}
+		if resp.StatusCode == http.StatusNoContent && want == 2 {
+			want = 3
 		}
 		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 			return fmt.Errorf("%s, Retry-After %q", resp.Status, resp.Header.Get("Retry-After"))
@@ -78,8 +84,8 @@ func TestDiskFull(t *testing.T) {
 		}
 		return nil
 	})
-	if got := vectorValues(t, query); len(got) != 1 || got[0] != "2" {
-		t.Errorf("stored points: %v, want the two accepted", got)
+	if got := vectorValues(t, query); len(got) != 1 || got[0] != fmt.Sprint(want) {
+		t.Errorf("stored points: %v, want the %d accepted", got, want)
 	}
 }
 
