@@ -506,6 +506,11 @@ func formatTags(tags []Tag) string {
 		if i > 0 {
 			b = append(b, ", "...)
 		}
+		// Each tag's echo is bounded; so is the list's.
+		if len(b) > maxEcho {
+			b = append(b, "..."...)
+			break
+		}
 		b = append(b, safe(t.Key)...)
 		b = append(b, '=')
 		b = append(b, safe(t.Value)...)
@@ -524,14 +529,11 @@ func quoteRuneAt(b []byte, i int) string {
 const maxEcho = 256
 
 // safe returns b for an error message: control characters and bytes that
-// are not UTF-8 are escaped, so a reply stays one printable line, and
-// input past maxEcho bytes is cut.
+// are not UTF-8 are escaped, so a reply stays one printable line, and the
+// echo is cut ("...") once it is maxEcho bytes long: escaping can make it
+// four times the input.
 func safe(b []byte) string {
-	cut := len(b) > maxEcho
-	if cut {
-		b = b[:maxEcho]
-	}
-	clean := !cut
+	clean := len(b) <= maxEcho
 	for i := 0; clean && i < len(b); {
 		r, size := utf8.DecodeRune(b[i:])
 		if r == utf8.RuneError && size == 1 || !unicode.IsPrint(r) {
@@ -544,6 +546,10 @@ func safe(b []byte) string {
 	}
 	var out []byte
 	for i := 0; i < len(b); {
+		if len(out) >= maxEcho {
+			out = append(out, "..."...)
+			break
+		}
 		r, size := utf8.DecodeRune(b[i:])
 		switch {
 		case r == utf8.RuneError && size == 1:
@@ -555,9 +561,6 @@ func safe(b []byte) string {
 			out = append(out, b[i:i+size]...)
 		}
 		i += size
-	}
-	if cut {
-		out = append(out, "..."...)
 	}
 	return string(out)
 }
