@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"math"
 	"net/http"
 	"net/url"
@@ -479,17 +480,7 @@ func (s *soakSampler) sample(ctx context.Context) SoakWindow {
 // load covers every query).
 func soakQueries(ctx context.Context, base string, o SoakOptions, end time.Time, rec *soakRecorder) {
 	step := strconv.FormatFloat(queryStep(o.QueryRange, o.Interval).Seconds(), 'f', -1, 64)
-	tick := time.NewTicker(o.QueryEvery)
-	defer tick.Stop()
-	for i := 0; ; i++ {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			if !now.Before(end) {
-				return
-			}
-		}
+	for i := range ticks(ctx, o.QueryEvery, end) {
 		q := Queries[i%len(Queries)]
 		now := time.Now()
 		path, params := "/api/v1/query", url.Values{"query": {q.Expr}, "time": {unixSeconds(now)}}
@@ -552,17 +543,7 @@ func (p *soakPoller) register(ctx context.Context) error {
 
 // run reads the verdict every every until end, recording each read.
 func (p *soakPoller) run(ctx context.Context, every time.Duration, end time.Time, rec *soakRecorder) {
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			if !now.Before(end) {
-				return
-			}
-		}
+	for range ticks(ctx, every, end) {
 		var st gateStatus
 		t0 := time.Now()
 		err := gateCall(ctx, p.client, http.MethodGet, p.dep.url, nil, http.StatusOK, &st)
@@ -578,6 +559,28 @@ func (p *soakPoller) run(ctx context.Context, every time.Duration, end time.Time
 		if terminal(st.Verdict) {
 			if err := p.register(ctx); err != nil && ctx.Err() == nil {
 				rec.fail(err)
+			}
+		}
+	}
+}
+
+// ticks yields 0, 1, 2, ... once every every, until end or until ctx
+// ends. A body still running at end is not cut short.
+func ticks(ctx context.Context, every time.Duration, end time.Time) iter.Seq[int] {
+	return func(yield func(int) bool) {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				if !now.Before(end) {
+					return
+				}
+			}
+			if !yield(i) {
+				return
 			}
 		}
 	}
